@@ -1,0 +1,103 @@
+"""Dataclass configs: build from dicts / YAML with strict key checks, ``key=value`` overrides, and back to dicts."""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config key or value that the dataclass does not accept."""
+
+
+def _field_types(cls) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _unknown(key: str, known, where: str) -> ConfigError:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return ConfigError(f"unknown config key {where}{key!r}{hint} (known: {', '.join(sorted(known))})")
+
+
+def _coerce(value: Any, tp: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config {where!r} should be a mapping, got {value!r}")
+        return from_dict(tp, value, prefix=where + ".")
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config {where!r} should be a list, got {value!r}")
+        args = typing.get_args(tp)
+        inner = args[0] if len(args) == 2 and args[1] is Ellipsis else None
+        return tuple(_coerce(v, inner or args[i], where) for i, v in enumerate(value))
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"config {where!r} should be true or false, got {value!r}")
+    if tp in (int, float):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (tp is int and not float(value).is_integer()):
+            raise ConfigError(f"config {where!r} should be {tp.__name__}, got {value!r}")
+        return tp(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config {where!r} should be a string, got {value!r}")
+        return value
+    return value
+
+
+def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
+    """Build dataclass ``cls`` from a (nested) dict; unknown keys and wrong types raise ``ConfigError``."""
+    types = _field_types(cls)
+    kwargs = {}
+    for key, value in data.items():
+        if key not in types:
+            raise _unknown(key, types, prefix)
+        kwargs[key] = _coerce(value, types[key], prefix + key)
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    """Plain nested dict (tuples become lists), JSON- and YAML-safe."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
+
+
+def apply_overrides(cfg: T, overrides: list[str]) -> T:
+    """Apply ``a.b=value`` overrides (values parsed as YAML: ``3``, ``0.1``, ``true``, ``[32, 64]``)."""
+    data = to_dict(cfg)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} should look like key=value")
+        key, raw = item.split("=", 1)
+        node, parts = data, key.split(".")
+        for i, part in enumerate(parts):
+            if not isinstance(node, dict) or part not in node:
+                known = list(node) if isinstance(node, dict) else []
+                raise _unknown(part, known, ".".join(parts[:i]) + ("." if i else ""))
+            if i == len(parts) - 1:
+                node[part] = yaml.safe_load(raw)
+            else:
+                node = node[part]
+    return from_dict(type(cfg), data)
+
+
+def load_yaml(cls: type[T], path: str | Path) -> T:
+    """Read a YAML preset into ``cls`` (keys it leaves out keep their defaults)."""
+    with open(path) as f:
+        data = yaml.safe_load(f) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file should hold a mapping, got {type(data).__name__}")
+    try:
+        return from_dict(cls, data)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None

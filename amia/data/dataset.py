@@ -1,0 +1,126 @@
+"""On-disk trajectories: the HDF5 layout (version 1), its writer and a validating reader.
+
+Layout of a trajectory file (all frames of all episodes laid end to end; N frames, E episodes):
+
+===================  =========================  =================================================
+dataset              dtype, shape               meaning
+===================  =========================  =================================================
+``obs``              uint8 (N, C, H, W)         observations
+``action``           float32 (N, A)             ``action[i]`` is taken at frame ``i``; it is 0 on
+                                                the last frame of each episode (no action follows)
+``state``            float32 (N, S)             true state (``x, y, wall_x, door_y``), never an input
+``episode_offsets``  int64 (E + 1,)             episode ``e`` is frames ``offsets[e]:offsets[e+1]``
+===================  =========================  =================================================
+
+File attributes: ``format = "amia.trajectories"``, ``version = 1``, ``env_id``, ``state_names`` (JSON list),
+``meta`` (JSON: collection policy, seed, ...).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+FORMAT, VERSION = "amia.trajectories", 1
+
+
+class DatasetError(ValueError):
+    """A trajectory file that does not follow the documented layout."""
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    path: str
+    env_id: str
+    frames: int
+    episodes: int
+    obs_shape: tuple[int, int, int]
+    action_dim: int
+    state_names: tuple[str, ...]
+    episode_offsets: np.ndarray
+    meta: dict
+
+
+class TrajectoryWriter:
+    """Writes episodes to a new trajectory file; the file appears at ``path`` only when closed whole."""
+
+    def __init__(self, path: str | os.PathLike, env_id: str, obs_shape, action_dim: int,
+                 state_names, meta: dict | None = None):
+        self.path = Path(path)
+        self.tmp = self.path.with_name(self.path.name + ".partial")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.f = h5py.File(self.tmp, "w")
+        self.f.create_dataset("obs", (0, *obs_shape), np.uint8, maxshape=(None, *obs_shape),
+                              chunks=(64, *obs_shape), compression="lzf")
+        self.f.create_dataset("action", (0, action_dim), np.float32, maxshape=(None, action_dim), chunks=(1024, action_dim))
+        self.f.create_dataset("state", (0, len(state_names)), np.float32, maxshape=(None, len(state_names)),
+                              chunks=(1024, len(state_names)))
+        self.f.attrs.update(format=FORMAT, version=VERSION, env_id=env_id,
+                            state_names=json.dumps(list(state_names)), meta=json.dumps(meta or {}))
+        self.offsets = [0]
+
+    def add_batch(self, obs: np.ndarray, action: np.ndarray, state: np.ndarray) -> None:
+        """Append equal-length episodes: ``obs (B, T+1, C, H, W)``, ``action (B, T, A)``, ``state (B, T+1, S)``."""
+        b, t1 = obs.shape[:2]
+        act = np.zeros((b, t1, action.shape[-1]), np.float32)
+        act[:, :-1] = action
+        n = self.offsets[-1]
+        for name, arr in (("obs", obs), ("action", act), ("state", state)):
+            ds = self.f[name]
+            ds.resize(n + b * t1, axis=0)
+            ds[n:] = arr.reshape(b * t1, *arr.shape[2:])
+        self.offsets.extend(n + t1 * np.arange(1, b + 1))
+
+    def close(self) -> None:
+        self.f.create_dataset("episode_offsets", data=np.asarray(self.offsets, dtype=np.int64))
+        self.f.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        self.f.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def _expect(cond: bool, path, msg: str) -> None:
+    if not cond:
+        raise DatasetError(f"{path}: {msg}")
+
+
+def read_info(path: str | os.PathLike) -> DatasetInfo:
+    """Open and check a trajectory file; every problem is a ``DatasetError`` naming file, field and expectation."""
+    path = str(path)
+    if not os.path.exists(path):
+        raise DatasetError(f"{path}: no such file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise DatasetError(f"{path}: not a readable HDF5 file (truncated or corrupt?): {e}") from None
+    with f:
+        _expect(f.attrs.get("format") == FORMAT, path, f"attribute 'format' should be {FORMAT!r}, got {f.attrs.get('format')!r}")
+        _expect(int(f.attrs.get("version", -1)) == VERSION, path,
+                f"attribute 'version' should be {VERSION}, got {f.attrs.get('version')!r}")
+        for name in ("obs", "action", "state", "episode_offsets"):
+            _expect(name in f, path, f"missing dataset {name!r} (expected obs, action, state, episode_offsets)")
+        obs, act, st, off = f["obs"], f["action"], f["state"], f["episode_offsets"]
+        for ds, dtype, ndim in ((obs, np.uint8, 4), (act, np.float32, 2), (st, np.float32, 2), (off, np.int64, 1)):
+            _expect(ds.dtype == dtype, path, f"dataset {ds.name!r} should have dtype {np.dtype(dtype)}, got {ds.dtype}")
+            _expect(ds.ndim == ndim, path, f"dataset {ds.name!r} should have {ndim} dimensions, got shape {ds.shape}")
+        n = obs.shape[0]
+        _expect(act.shape[0] == n and st.shape[0] == n, path,
+                f"obs, action and state should have the same length, got {n}, {act.shape[0]}, {st.shape[0]}")
+        offsets = off[()]
+        _expect(offsets.size >= 2 and offsets[0] == 0 and offsets[-1] == n and np.all(np.diff(offsets) > 0), path,
+                f"episode_offsets should rise strictly from 0 to {n}, got {offsets[:3].tolist()}...{offsets[-2:].tolist()}")
+        try:
+            obs[n - 1]
+            act[n - 1]
+        except (OSError, RuntimeError) as e:
+            raise DatasetError(f"{path}: cannot read the last frame (truncated file?): {e}") from None
+        return DatasetInfo(path, str(f.attrs.get("env_id", "")), n, offsets.size - 1, tuple(obs.shape[1:]),
+                           act.shape[1], tuple(json.loads(f.attrs["state_names"])), offsets,
+                           json.loads(f.attrs.get("meta", "{}")))

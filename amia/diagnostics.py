@@ -1,0 +1,63 @@
+"""Is the representation good? Probe quality, open-loop prediction error in pixels, collapse alarms (Sec. 4.5)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from amia.data.sampler import WindowSampler
+from amia.jepa import JEPA
+from amia.probe import LinearProbe, r2_score
+
+
+def effective_rank(states: torch.Tensor) -> float:
+    """RankMe: ``exp`` of the entropy of the normalised singular values of centred states ``(N, D)``."""
+    sv = torch.linalg.svdvals((states - states.mean(0)).double())
+    p = sv / sv.sum().clamp_min(1e-12) + 1e-12
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+def _windows(sampler: WindowSampler, count: int, offset: int = 0) -> dict[str, np.ndarray]:
+    batches = [sampler.batch(offset + i) for i in range(-(-count // sampler.batch_size))]
+    return {k: np.concatenate([b[k] for b in batches])[:count] for k in batches[0]}
+
+
+@torch.no_grad()
+def _encode(model: JEPA, obs: np.ndarray, device: torch.device, chunk: int = 1024) -> torch.Tensor:
+    flat = torch.from_numpy(obs.reshape(-1, *obs.shape[2:]))
+    out = torch.cat([model.encoder(flat[i:i + chunk].to(device)).cpu() for i in range(0, len(flat), chunk)])
+    return out.reshape(*obs.shape[:2], -1)
+
+
+@torch.no_grad()
+def representation_report(model: JEPA, train: WindowSampler, val: WindowSampler, device: torch.device,
+                          probe_windows: int = 1024, val_windows: int = 512, horizon: int = 16) -> dict:
+    """Fit a linear probe on training windows, then score states and ``horizon``-step predictions on held-out ones.
+
+    Returns ``probe_r2`` (agent x, y), ``probe_r2_layout`` (wall x, door y; where they vary),
+    ``pred_error_px_h{horizon}``, ``copy_error_px_h{horizon}``, ``embedding_std`` (per dimension),
+    ``embedding_std_min``, ``effective_rank``.
+    """
+    was_training = model.training
+    model.eval()
+    tr = _windows(train, probe_windows, offset=10_000_019)
+    s_tr = _encode(model, tr["obs"], device).flatten(0, 1)
+    y_tr = torch.from_numpy(tr["state"]).flatten(0, 1)
+    probe = LinearProbe.fit(s_tr, y_tr[:, :2])
+    va = _windows(val, val_windows, offset=20_000_003)
+    s_va = _encode(model, va["obs"], device)
+    y_va = torch.from_numpy(va["state"])
+    report = {"probe_r2": r2_score(probe(s_va.flatten(0, 1)), y_va.flatten(0, 1)[:, :2])}
+    if y_tr[:, 2:].std(0).min() > 1e-3:
+        layout = LinearProbe.fit(s_tr, y_tr[:, 2:])
+        report["probe_r2_layout"] = r2_score(layout(s_va.flatten(0, 1)), y_va.flatten(0, 1)[:, 2:])
+    h = min(horizon, va["action"].shape[1])
+    pred = model.predictor.rollout(s_va[:, 0].to(device), torch.from_numpy(va["action"][:, :h]).to(device))[:, -1]
+    target = y_va[:, h, :2]
+    report[f"pred_error_px_h{h}"] = float((probe(pred.cpu()) - target).norm(dim=-1).mean())
+    report[f"copy_error_px_h{h}"] = float((probe(s_va[:, 0]) - target).norm(dim=-1).mean())
+    std = s_va.flatten(0, 1).std(0)
+    report.update(embedding_std=[round(float(v), 4) for v in std], embedding_std_min=float(std.min()),
+                  effective_rank=effective_rank(s_va.flatten(0, 1)))
+    model.train(was_training)
+    return report

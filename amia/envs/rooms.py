@@ -1,0 +1,187 @@
+"""Batched two-room pixel worlds (the PLDM / eb_jepa "two rooms" world), vectorised in numpy.
+
+The world is a square frame with a border and a vertical wall across the middle with one door. A point
+agent moves by a continuous 2-D action, clipped per coordinate; a move that would cross a wall stops at the
+wall. Observations are two uint8 channels: the agent (a small Gaussian blob) and the walls.
+
+Coordinates are pixels: x grows to the right, y grows downward, the centre of pixel (i, j) is (j+0.5, i+0.5).
+The true state of one episode is ``(x, y, wall_x, door_y)`` (wall centre x, door centre y).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+STATE_NAMES = ("x", "y", "wall_x", "door_y")
+
+
+@dataclass(frozen=True)
+class RoomsSpec:
+    """Geometry and physics of a rooms world; every length in pixels."""
+
+    size: int = 64
+    border: float = 2.0
+    wall_thickness: float = 3.0
+    door_height: float = 8.0
+    agent_radius: float = 1.0
+    agent_sigma: float = 1.2
+    max_step: float = 2.45
+    wall_x: float = 32.0
+    door_y: float = 32.0
+    random_layout: bool = False
+    wall_x_range: tuple[float, float] = (20.0, 44.0)
+    door_y_range: tuple[float, float] = (14.0, 50.0)
+
+
+def wall_rectangles(spec: RoomsSpec, wall_x: np.ndarray, door_y: np.ndarray) -> np.ndarray:
+    """Obstacles of each episode as rectangles ``(B, 6, 4)`` of ``(x0, y0, x1, y1)``."""
+    b = wall_x.shape[0]
+    s, t, h = float(spec.size), spec.border, spec.wall_thickness / 2
+    rects = np.empty((b, 6, 4), dtype=np.float64)
+    rects[:, 0] = (0, 0, t, s)  # left border
+    rects[:, 1] = (s - t, 0, s, s)  # right border
+    rects[:, 2] = (0, 0, s, t)  # top border
+    rects[:, 3] = (0, s - t, s, s)  # bottom border
+    half_door = spec.door_height / 2
+    rects[:, 4] = np.stack([wall_x - h, np.zeros(b), wall_x + h, door_y - half_door], axis=1)
+    rects[:, 5] = np.stack([wall_x - h, door_y + half_door, wall_x + h, np.full(b, s)], axis=1)
+    return rects
+
+
+def inside_obstacle(pos: np.ndarray, rects: np.ndarray, margin: float) -> np.ndarray:
+    """Whether each point ``(B, 2)`` lies strictly inside any of its rectangles grown by ``margin``."""
+    lo, hi = rects[..., :2] - margin, rects[..., 2:] + margin
+    p = pos[:, None, :]
+    return np.any(np.all((p > lo) & (p < hi), axis=-1), axis=-1)
+
+
+def first_hit_fraction(pos: np.ndarray, move: np.ndarray, rects: np.ndarray, margin: float) -> np.ndarray:
+    """Fraction in [0, 1] of ``move`` that each point travels before touching a grown rectangle.
+
+    Slab test of the segment ``pos -> pos + move`` against every rectangle at once; 1 means no hit.
+    """
+    lo, hi = rects[..., :2] - margin, rects[..., 2:] + margin
+    p, d = pos[:, None, :], move[:, None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t1, t2 = (lo - p) / d, (hi - p) / d
+    moving = d != 0
+    inside_slab = (p > lo) & (p < hi)
+    t_near = np.where(moving, np.minimum(t1, t2), np.where(inside_slab, -np.inf, np.inf))
+    t_far = np.where(moving, np.maximum(t1, t2), np.where(inside_slab, np.inf, -np.inf))
+    enter, leave = t_near.max(axis=-1), t_far.min(axis=-1)
+    hit = (enter < leave) & (enter >= 0) & (enter <= 1)
+    return np.where(hit, enter, 1.0).min(axis=-1)
+
+
+class RoomsWorld:
+    """Many episodes of a rooms world at once: ``reset``, ``step``, ``set_state``, ``render``.
+
+    Arrays are batched over episodes: positions ``(B, 2)``, actions ``(B, 2)``, frames ``uint8 (B, 2, H, W)``.
+    """
+
+    channels = 2
+
+    def __init__(self, num_envs: int, spec: RoomsSpec | None = None, seed: int | None = None):
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        self.spec = spec or RoomsSpec()
+        self.num_envs = num_envs
+        self.rng = np.random.default_rng(seed)
+        centres = np.arange(self.spec.size) + 0.5
+        self._grid = centres
+        self.pos = np.zeros((num_envs, 2))
+        self.wall_x = np.full(num_envs, self.spec.wall_x)
+        self.door_y = np.full(num_envs, self.spec.door_y)
+        self._set_layout(self.wall_x, self.door_y)
+
+    @property
+    def obs_shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.spec.size, self.spec.size)
+
+    @property
+    def state(self) -> np.ndarray:
+        """True state ``float32 (B, 4)``: ``(x, y, wall_x, door_y)``."""
+        return np.stack([self.pos[:, 0], self.pos[:, 1], self.wall_x, self.door_y], axis=1).astype(np.float32)
+
+    def _set_layout(self, wall_x: np.ndarray, door_y: np.ndarray) -> None:
+        self.wall_x, self.door_y = wall_x.astype(np.float64), door_y.astype(np.float64)
+        self.rects = wall_rectangles(self.spec, self.wall_x, self.door_y)
+        c = self._grid
+        x0, y0, x1, y1 = (self.rects[..., k][:, :, None, None] for k in range(4))
+        in_x = (c[None, None, None, :] > x0) & (c[None, None, None, :] < x1)
+        covered = in_x & (c[None, None, :, None] > y0) & (c[None, None, :, None] < y1)
+        self._wall_layer = np.where(covered.any(axis=1), 255, 0).astype(np.uint8)
+
+    def sample_layout(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Wall centre x and door centre y for ``n`` episodes (fixed unless ``random_layout``)."""
+        s = self.spec
+        if not s.random_layout:
+            return np.full(n, s.wall_x), np.full(n, s.door_y)
+        return rng.uniform(*s.wall_x_range, size=n), rng.uniform(*s.door_y_range, size=n)
+
+    def sample_free(self, rects: np.ndarray, rng: np.random.Generator, room: np.ndarray | None = None) -> np.ndarray:
+        """Uniform free positions, one per rectangle set; ``room`` -1 / +1 picks left / right of the wall."""
+        s = self.spec
+        n = rects.shape[0]
+        out = np.zeros((n, 2))
+        todo = np.ones(n, dtype=bool)
+        lo, hi = s.border + s.agent_radius, s.size - s.border - s.agent_radius
+        while todo.any():
+            idx = np.flatnonzero(todo)
+            cand = rng.uniform(lo, hi, size=(idx.size, 2))
+            ok = ~inside_obstacle(cand, rects[idx], s.agent_radius)
+            if room is not None:
+                wall = (rects[idx, 4, 0] + rects[idx, 4, 2]) / 2
+                ok &= np.sign(cand[:, 0] - wall) == room[idx]
+            out[idx[ok]] = cand[ok]
+            todo[idx[ok]] = False
+        return out
+
+    def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict]:
+        """Start every episode: a new layout (if random) and a uniform free position."""
+        if seed is not None:
+            self.rng = np.random.default_rng(seed)
+        self._set_layout(*self.sample_layout(self.num_envs, self.rng))
+        self.pos = self.sample_free(self.rects, self.rng)
+        return self.render(), {"state": self.state}
+
+    def set_state(self, state: np.ndarray) -> tuple[np.ndarray, dict]:
+        """Put every episode in a given state ``(B, 2)`` (position) or ``(B, 4)`` (position and layout)."""
+        state = np.asarray(state, dtype=np.float64)
+        if state.ndim != 2 or state.shape[0] != self.num_envs or state.shape[1] not in (2, 4):
+            raise ValueError(f"state must have shape ({self.num_envs}, 2) or ({self.num_envs}, 4), got {state.shape}")
+        if state.shape[1] == 4:
+            self._set_layout(state[:, 2], state[:, 3])
+        pos = state[:, :2]
+        bad = inside_obstacle(pos, self.rects, self.spec.agent_radius)
+        bad |= np.any((pos < 0) | (pos > self.spec.size), axis=1)
+        if bad.any():
+            raise ValueError(f"positions inside a wall or outside the frame at episodes {np.flatnonzero(bad)[:10].tolist()}")
+        self.pos = pos.copy()
+        return self.render(), {"state": self.state}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, dict]:
+        """Move every agent by its clipped action, stopping at the first wall on the way."""
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != (self.num_envs, 2):
+            raise ValueError(f"action must have shape ({self.num_envs}, 2), got {action.shape}")
+        move = np.clip(np.nan_to_num(action), -self.spec.max_step, self.spec.max_step)
+        frac = first_hit_fraction(self.pos, move, self.rects, self.spec.agent_radius)
+        length = np.linalg.norm(move, axis=1)
+        backoff = np.where(frac < 1, 1e-6 / np.maximum(length, 1e-12), 0.0)
+        self.pos = self.pos + move * np.clip(frac - backoff, 0.0, 1.0)[:, None]
+        return self.render(), {"state": self.state}
+
+    def render(self) -> np.ndarray:
+        """Frames ``uint8 (B, 2, H, W)``: channel 0 the agent blob, channel 1 the walls."""
+        c, sig2 = self._grid, 2 * self.spec.agent_sigma**2
+        gx = np.exp(-((c[None, :] - self.pos[:, 0:1]) ** 2) / sig2)
+        gy = np.exp(-((c[None, :] - self.pos[:, 1:2]) ** 2) / sig2)
+        agent = np.rint(255.0 * gy[:, :, None] * gx[:, None, :]).astype(np.uint8)
+        return np.stack([agent, self._wall_layer], axis=1)
+
+    def room_of(self, pos: np.ndarray) -> np.ndarray:
+        """-1 for the left room, +1 for the right room (relative to each episode's wall)."""
+        return np.where(pos[:, 0] < self.wall_x, -1, 1)
