@@ -45,6 +45,11 @@ def _coerce(value: Any, tp: Any, where: str) -> Any:
         if isinstance(value, bool):
             return value
         raise ConfigError(f"config {where!r} should be true or false, got {value!r}")
+    if tp is float and isinstance(value, str):
+        try:  # PyYAML (YAML 1.1) reads exponent floats without a dot, like 1e-3, as strings
+            value = float(value)
+        except ValueError:
+            pass
     if tp in (int, float):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (tp is int and not float(value).is_integer()):
             raise ConfigError(f"config {where!r} should be {tp.__name__}, got {value!r}")

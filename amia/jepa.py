@@ -30,11 +30,11 @@ class LossConfig:
     regularizer: str = "vicreg"
     pred: float = 1.0
     var: float = 1.0
-    cov: float = 1.0
+    cov: float = 0.04
     std_target: float = 1.0
     expander: int = 0
-    smooth: float = 0.0
-    idm: float = 0.0
+    smooth: float = 1.0
+    idm: float = 1.0
     sigreg: float = 1.0
     sigreg_directions: int = 256
 

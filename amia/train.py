@@ -44,7 +44,7 @@ class TrainConfig:
 
     jepa: JEPAConfig = field(default_factory=JEPAConfig)
     collect: CollectConfig = field(default_factory=CollectConfig)
-    steps: int = 3000
+    steps: int = 2000
     batch_size: int = 64
     window: int = 16
     lr: float = 1e-3
@@ -141,6 +141,16 @@ def _prepare_run(env_id: str, out: Path, cfg: TrainConfig, data: str | None) -> 
     return wanted
 
 
+def _check_data(env_id: str, data_path: Path):
+    """The ``DatasetInfo`` of a trajectory file; ``RunError`` if it is missing or from another env."""
+    if not data_path.exists():
+        raise RunError(f"--data {data_path}: no such file")
+    info = read_info(data_path)
+    if info.env_id != env_id:
+        raise RunError(f"{data_path} was collected in {info.env_id!r}, but --env is {env_id!r}")
+    return info
+
+
 def _diff(a, b, prefix: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         return [d for k in sorted(set(a) | set(b)) for d in _diff(a.get(k), b.get(k), f"{prefix}{k}.")]
@@ -162,20 +172,19 @@ def train(env_id: str, out: str | Path, cfg: TrainConfig | None = None, data: st
         torch.cuda.set_device(device)
     local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
     torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // local))
+    data_path = Path(data) if data else out / "data.h5"
+    if data:  # refuse a bad --data before _prepare_run binds the run directory to it in config.json
+        env_spec(env_id)
+        _check_data(env_id, data_path)
     saved = _prepare_run(env_id, out, cfg, data) if rank == 0 else None
     if distributed:
         torch.distributed.barrier()
-    data_path = Path(data) if data else out / "data.h5"
     if not data_path.exists():
-        if data:
-            raise RunError(f"--data {data}: no such file")
         if rank == 0:
             collect(env_id, data_path, cfg.collect, progress=progress)
         if distributed:
             torch.distributed.barrier()
-    info = read_info(data_path)
-    if info.env_id != env_id:
-        raise RunError(f"{data_path} was collected in {info.env_id!r}, but --env is {env_id!r}")
+    info = _check_data(env_id, data_path)
     train_eps, val_eps = split_episodes(info.episodes, cfg.val_fraction)
     sampler = WindowSampler(data_path, cfg.window, cfg.batch_size, train_eps, cfg.chunk_frames, seed=cfg.seed)
     diag_steps = max(cfg.window, 16)

@@ -121,6 +121,17 @@ def read_info(path: str | os.PathLike) -> DatasetInfo:
             act[n - 1]
         except (OSError, RuntimeError) as e:
             raise DatasetError(f"{path}: cannot read the last frame (truncated file?): {e}") from None
+        try:
+            names = json.loads(f.attrs["state_names"])
+        except (KeyError, TypeError, ValueError):
+            names = None
+        _expect(isinstance(names, list) and len(names) == st.shape[1], path,
+                f"attribute 'state_names' should be a JSON list of {st.shape[1]} names (one per state column), "
+                f"got {f.attrs.get('state_names')!r}")
+        try:
+            meta = json.loads(f.attrs.get("meta", "{}"))
+        except (TypeError, ValueError):
+            meta = None
+        _expect(isinstance(meta, dict), path, f"attribute 'meta' should be a JSON object, got {f.attrs.get('meta')!r}")
         return DatasetInfo(path, str(f.attrs.get("env_id", "")), n, offsets.size - 1, tuple(obs.shape[1:]),
-                           act.shape[1], tuple(json.loads(f.attrs["state_names"])), offsets,
-                           json.loads(f.attrs.get("meta", "{}")))
+                           act.shape[1], tuple(names), offsets, meta)

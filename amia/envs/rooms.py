@@ -35,6 +35,15 @@ class RoomsSpec:
     door_y_range: tuple[float, float] = (14.0, 50.0)
 
 
+def _f32(a) -> np.ndarray:
+    """Round to float32 (the precision of the reported and stored state) and keep as float64.
+
+    The world keeps positions and layouts float32-exact, so a stored state is exactly the world's state:
+    ``set_state`` on it reproduces the same frame and never finds it a hair inside a wall.
+    """
+    return np.asarray(a, dtype=np.float32).astype(np.float64)
+
+
 def wall_rectangles(spec: RoomsSpec, wall_x: np.ndarray, door_y: np.ndarray) -> np.ndarray:
     """Obstacles of each episode as rectangles ``(B, 6, 4)`` of ``(x0, y0, x1, y1)``."""
     b = wall_x.shape[0]
@@ -106,7 +115,7 @@ class RoomsWorld:
         return np.stack([self.pos[:, 0], self.pos[:, 1], self.wall_x, self.door_y], axis=1).astype(np.float32)
 
     def _set_layout(self, wall_x: np.ndarray, door_y: np.ndarray) -> None:
-        self.wall_x, self.door_y = wall_x.astype(np.float64), door_y.astype(np.float64)
+        self.wall_x, self.door_y = _f32(wall_x), _f32(door_y)
         self.rects = wall_rectangles(self.spec, self.wall_x, self.door_y)
         c = self._grid
         x0, y0, x1, y1 = (self.rects[..., k][:, :, None, None] for k in range(4))
@@ -130,7 +139,7 @@ class RoomsWorld:
         lo, hi = s.border + s.agent_radius, s.size - s.border - s.agent_radius
         while todo.any():
             idx = np.flatnonzero(todo)
-            cand = rng.uniform(lo, hi, size=(idx.size, 2))
+            cand = _f32(rng.uniform(lo, hi, size=(idx.size, 2)))
             ok = ~inside_obstacle(cand, rects[idx], s.agent_radius)
             if room is not None:
                 wall = (rects[idx, 4, 0] + rects[idx, 4, 2]) / 2
@@ -154,7 +163,7 @@ class RoomsWorld:
             raise ValueError(f"state must have shape ({self.num_envs}, 2) or ({self.num_envs}, 4), got {state.shape}")
         if state.shape[1] == 4:
             self._set_layout(state[:, 2], state[:, 3])
-        pos = state[:, :2]
+        pos = _f32(state[:, :2])
         bad = inside_obstacle(pos, self.rects, self.spec.agent_radius)
         bad |= np.any((pos < 0) | (pos > self.spec.size), axis=1)
         if bad.any():
@@ -171,7 +180,15 @@ class RoomsWorld:
         frac = first_hit_fraction(self.pos, move, self.rects, self.spec.agent_radius)
         length = np.linalg.norm(move, axis=1)
         backoff = np.where(frac < 1, 1e-6 / np.maximum(length, 1e-12), 0.0)
-        self.pos = self.pos + move * np.clip(frac - backoff, 0.0, 1.0)[:, None]
+        new = _f32(self.pos + move * np.clip(frac - backoff, 0.0, 1.0)[:, None])
+        # rounding a stop right at a wall may land a hair inside it: one float32 step back towards the start
+        bad = inside_obstacle(new, self.rects, self.spec.agent_radius)
+        if bad.any():
+            old32 = self.pos[bad].astype(np.float32)
+            new[bad] = np.nextafter(new[bad].astype(np.float32), old32).astype(np.float64)
+            bad = inside_obstacle(new, self.rects, self.spec.agent_radius)
+            new[bad] = self.pos[bad]  # never reached in practice; staying put is always safe
+        self.pos = new
         return self.render(), {"state": self.state}
 
     def render(self) -> np.ndarray:

@@ -1,0 +1,29 @@
+# Every target sets up what it needs: a virtual environment in .venv with the CPU build of PyTorch.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	# CPU wheel first, so the open-ended torch requirement does not pull a CUDA build
+	$(PY) -m pip install --quiet "torch==2.13.0" || $(PY) -m pip install --quiet "torch>=2.4"
+	$(PY) -m pip install --quiet -e ".[dev,viz]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/amia demo --out runs/demo
+
+test: $(STAMP)
+	$(PY) -m pytest tests
+
+bench: $(STAMP)
+	$(PY) benchmarks/ablation.py
+
+clean:
+	rm -rf $(VENV) runs

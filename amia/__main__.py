@@ -1,0 +1,5 @@
+import sys
+
+from amia.cli import main
+
+sys.exit(main())

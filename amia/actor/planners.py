@@ -1,0 +1,166 @@
+"""Mode-2 optimisers (Sec. 3.1.2, Sec. 5): find the action sequence that minimises the predicted cost.
+
+Every planner is a function of a differentiable ``rollout(s0, actions) -> states`` and a
+``cost(states) -> energy``, and nothing else, so planners, world models and costs combine freely.
+Shapes: ``s0 (B, D)``; plans ``(B, T, A)``; internally ``N`` candidates per episode are rolled out as
+``(B * N, T, A)`` and the cost sees states ``(B, N, T, D)`` and returns ``(B, N)``.
+Actions stay inside the box ``[-bound, bound]`` (clipping for the samplers, a tanh reparametrisation for
+gradient descent).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+Rollout = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+CostFn = Callable[[torch.Tensor], torch.Tensor]
+PLANNERS = ("gd", "cem", "mppi", "hybrid")
+
+
+@dataclass
+class PlannerConfig:
+    """Settings of every planner (each uses the fields it needs).
+
+    ``iterations`` is the number of optimisation steps of a cold start; a warm-started re-plan uses
+    ``warm_iterations``. ``samples`` candidates per iteration for CEM / MPPI (``elites`` of them for CEM);
+    ``temperature`` of MPPI is in units of the candidates' energy spread. ``restarts`` parallel starts and
+    Adam step ``lr`` (in tanh space) for gradient descent. ``refine`` gradient steps after sampling (hybrid).
+    """
+
+    horizon: int = 32
+    iterations: int = 10
+    warm_iterations: int = 4
+    samples: int = 128
+    elites: int = 12
+    temperature: float = 0.3
+    init_std: float = 0.6
+    min_std: float = 0.05
+    restarts: int = 8
+    lr: float = 0.3
+    refine: int = 5
+
+
+@dataclass
+class Plan:
+    actions: torch.Tensor  # (B, T, A)
+    energy: torch.Tensor  # (B,)
+
+
+def trajectory_energy(rollout: Rollout, cost: CostFn, s0: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``energy(actions (B, N, T, A)) -> (B, N)``: roll every candidate out from its episode's ``s0`` and cost it."""
+
+    def energy(actions: torch.Tensor) -> torch.Tensor:
+        b, n = actions.shape[:2]
+        states = rollout(s0.repeat_interleave(n, dim=0), actions.flatten(0, 1))
+        return cost(states.reshape(b, n, *states.shape[1:]))
+
+    return energy
+
+
+def _best(actions: torch.Tensor, energy: torch.Tensor) -> Plan:
+    idx = energy.argmin(dim=1)
+    ar = torch.arange(actions.shape[0], device=actions.device)
+    return Plan(actions[ar, idx].detach(), energy[ar, idx].detach())
+
+
+def gradient_plan(rollout: Rollout, cost: CostFn, s0: torch.Tensor, init: torch.Tensor, bound: float,
+                  cfg: PlannerConfig, iterations: int, generator: torch.Generator | None = None) -> Plan:
+    """Adam on the action sequence through the unrolled predictor, from ``restarts`` parallel starts.
+
+    Start 0 is ``init`` (the warm start); the others are uniform in the action box. Actions are
+    ``bound * tanh(u)``, so they never leave the box.
+    """
+    energy = trajectory_energy(rollout, cost, s0)
+    b, t, a = init.shape
+    rand = (torch.rand(b, cfg.restarts - 1, t, a, generator=generator, device=init.device) * 2 - 1) * bound
+    starts = torch.cat([init[:, None], rand], dim=1)
+    u = torch.atanh((starts / bound).clamp(-0.995, 0.995)).requires_grad_(True)
+    opt = torch.optim.Adam([u], lr=cfg.lr)
+    with torch.enable_grad():
+        for _ in range(iterations):
+            e = energy(bound * torch.tanh(u))
+            opt.zero_grad(set_to_none=True)
+            e.sum().backward()
+            opt.step()
+    with torch.no_grad():
+        actions = bound * torch.tanh(u)
+        return _best(actions, energy(actions))
+
+
+def _sample(mean: torch.Tensor, std: torch.Tensor, n: int, bound: float, generator) -> torch.Tensor:
+    noise = torch.randn(mean.shape[0], n, *mean.shape[1:], generator=generator, device=mean.device)
+    cand = (mean[:, None] + std[:, None] * noise).clamp(-bound, bound)
+    cand[:, 0] = mean  # the current mean is always a candidate
+    return cand
+
+
+@torch.no_grad()
+def cem_plan(rollout: Rollout, cost: CostFn, s0: torch.Tensor, init: torch.Tensor, bound: float,
+             cfg: PlannerConfig, iterations: int, generator: torch.Generator | None = None) -> Plan:
+    """Cross-entropy method: refit a diagonal Gaussian to the ``elites`` lowest-energy candidates."""
+    energy = trajectory_energy(rollout, cost, s0)
+    mean, std = init.clone(), torch.full_like(init, cfg.init_std * bound)
+    best = None
+    for _ in range(iterations):
+        cand = _sample(mean, std, cfg.samples, bound, generator)
+        e = energy(cand)
+        idx = e.topk(cfg.elites, dim=1, largest=False).indices
+        elite = torch.gather(cand, 1, idx[:, :, None, None].expand(-1, -1, *cand.shape[2:]))
+        mean, std = elite.mean(1), elite.std(1).clamp_min(cfg.min_std * bound)
+        best = _merge(best, _best(cand, e))
+    return best
+
+
+@torch.no_grad()
+def mppi_plan(rollout: Rollout, cost: CostFn, s0: torch.Tensor, init: torch.Tensor, bound: float,
+              cfg: PlannerConfig, iterations: int, generator: torch.Generator | None = None) -> Plan:
+    """Model-predictive path integral: the mean moves to the softmax(-energy / temperature)-weighted candidates."""
+    energy = trajectory_energy(rollout, cost, s0)
+    mean, std = init.clone(), torch.full_like(init, cfg.init_std * bound)
+    best = None
+    for _ in range(iterations):
+        cand = _sample(mean, std, cfg.samples, bound, generator)
+        e = energy(cand)
+        spread = e.std(dim=1, keepdim=True).clamp_min(1e-8)
+        w = torch.softmax(-(e - e.min(dim=1, keepdim=True).values) / (cfg.temperature * spread), dim=1)
+        w = w[:, :, None, None]
+        mean = (w * cand).sum(1)
+        std = (w * (cand - mean[:, None]).pow(2)).sum(1).sqrt().clamp_min(cfg.min_std * bound)
+        best = _merge(best, _best(cand, e))
+    return best
+
+
+def hybrid_plan(rollout: Rollout, cost: CostFn, s0: torch.Tensor, init: torch.Tensor, bound: float,
+                cfg: PlannerConfig, iterations: int, generator: torch.Generator | None = None) -> Plan:
+    """Sampling finds the basin (MPPI), then ``refine`` gradient steps polish the best sequence."""
+    coarse = mppi_plan(rollout, cost, s0, init, bound, cfg, iterations, generator)
+    fine_cfg = PlannerConfig(**{**cfg.__dict__, "restarts": 1, "lr": cfg.lr / 3})
+    fine = gradient_plan(rollout, cost, s0, coarse.actions, bound, fine_cfg, cfg.refine, generator)
+    return _merge(coarse, fine)
+
+
+def _merge(a: Plan | None, b: Plan) -> Plan:
+    if a is None:
+        return b
+    better = b.energy < a.energy
+    return Plan(torch.where(better[:, None, None], b.actions, a.actions), torch.minimum(a.energy, b.energy))
+
+
+PLANNER_FUNCTIONS = {"gd": gradient_plan, "cem": cem_plan, "mppi": mppi_plan, "hybrid": hybrid_plan}
+
+
+def plan(name: str, rollout: Rollout, cost: CostFn, s0: torch.Tensor, init: torch.Tensor, bound: float,
+         cfg: PlannerConfig, warm: bool = False, generator: torch.Generator | None = None) -> Plan:
+    """Run planner ``name`` (gd, cem, mppi, hybrid) with the cold or warm iteration budget."""
+    if name not in PLANNER_FUNCTIONS:
+        raise ValueError(f"unknown planner {name!r}; known: {', '.join(PLANNERS)}")
+    iterations = cfg.warm_iterations if warm else cfg.iterations
+    return PLANNER_FUNCTIONS[name](rollout, cost, s0, init, bound, cfg, iterations, generator)
+
+
+def shift(actions: torch.Tensor, k: int) -> torch.Tensor:
+    """Warm start for the next re-plan: drop the ``k`` executed actions, pad the end with zeros."""
+    return torch.cat([actions[:, k:], torch.zeros_like(actions[:, :k])], dim=1)
