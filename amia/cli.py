@@ -13,9 +13,9 @@ DEFAULT_ENV = "amia/TwoRooms-v0"
 
 
 def _train_config(args):
-    from amia.train import TrainConfig
+    from amia.train import TrainConfig, default_config
 
-    cfg = load_yaml(TrainConfig, args.config) if args.config else TrainConfig()
+    cfg = load_yaml(TrainConfig, args.config) if args.config else default_config(args.env)
     return apply_overrides(cfg, args.overrides)
 
 
@@ -40,15 +40,72 @@ def cmd_train(args) -> None:
 
 def cmd_demo(args) -> None:
     """The main job on the built-in default world: collect, train, report (resumable like ``train``)."""
-    from amia.train import TrainConfig, train
+    from amia.train import default_config, train
 
     print(f"amia demo: collect reward-free data in {args.env}, train a JEPA world model in {args.out}")
-    metrics = train(args.env, args.out, TrainConfig(), device=args.device, progress=not args.quiet)
+    metrics = train(args.env, args.out, default_config(args.env), device=args.device, progress=not args.quiet)
     print("\nworld model diagnostics (held-out episodes):")
     print_metrics(metrics)
     if args.json:
         Path(args.json).write_text(json.dumps(metrics, indent=2))
         print(f"wrote {args.json}")
+
+
+def cmd_eval(args) -> None:
+    import dataclasses
+
+    from amia.actor.planners import PLANNERS
+    from amia.evaluate import EvalConfig, evaluate
+    from amia.provenance import git_revision
+    from amia.train import load_model
+
+    model, saved = load_model(args.run, args.device)
+    env = args.env or saved["env_id"]
+    base = apply_overrides(EvalConfig(episodes=args.episodes, seed=args.seed), args.overrides)
+    results = []
+    for name in PLANNERS if args.planner == "all" else [args.planner]:
+        cfg = dataclasses.replace(base, planner=name)
+        results.append({**evaluate(model, env, cfg, args.device, progress=not args.quiet), "git_rev": git_revision()})
+    print(f"\n{'planner':<8} {'success':>8} {'strict':>7} {'final px':>9} {'ms/plan':>8}   ({env}, {base.episodes} episodes, seed {base.seed})")
+    for r in results:
+        print(f"{r['planner']:<8} {r['success_rate']:>8.3f} {r['strict_success_rate']:>7.3f} "
+              f"{r['mean_final_distance_px']:>9.2f} {r['ms_per_plan_median']:>8.1f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results if len(results) > 1 else results[0], indent=2))
+        print(f"wrote {args.json}")
+    if args.plot:
+        from amia.viz import planner_plot
+
+        planner_plot(args.plot, results)
+        print(f"wrote {args.plot}")
+    if args.gif:
+        write_gif(args.gif, model, saved, args.run, env, dataclasses.replace(base, planner=results[0]["planner"]),
+                  args.device)
+        print(f"wrote {args.gif}")
+
+
+def write_gif(path: str, model, saved: dict, run: str, env: str, cfg, device: str, episodes: int = 4) -> None:
+    """An animation of a few episodes: frames, goal (green) and each plan's predicted positions (blue)."""
+    import dataclasses
+
+    import numpy as np
+    import torch
+
+    from amia.diagnostics import fit_position_probe
+    from amia.evaluate import run_episodes
+    from amia.viz import episode_gif
+
+    out = run_episodes(model, env, dataclasses.replace(cfg, episodes=episodes), device, progress=False,
+                       record=episodes)
+    trace = out["trace"]
+    data = saved.get("data") or str(Path(run) / "data.h5")
+    plans = None
+    if Path(data).exists():
+        probe = fit_position_probe(model, data, torch.device(device))
+        plans = [probe(p).numpy() for p in trace["plans"]]
+    else:
+        print(f"note: {data} not found; the GIF shows no planned positions")
+    episode_gif(path, np.stack(trace["frames"]), out["goal_xy"], plans, cfg.replan_every)
 
 
 def cmd_info(args) -> None:
@@ -102,6 +159,21 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--json", help="also write the results to this JSON file")
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=cmd_demo)
+
+    e = sub.add_parser("eval", help="Mode-2 goal reaching: the standard protocol for one or all planners")
+    e.add_argument("--run", required=True, help="a trained run directory")
+    e.add_argument("--planner", default="mppi", choices=["gd", "cem", "mppi", "hybrid", "all"])
+    e.add_argument("--env", help="world (default: the one the model was trained on)")
+    e.add_argument("--episodes", type=int, default=200)
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--json", help="write the results here")
+    e.add_argument("--gif", help="write an animation of a few episodes with their plans")
+    e.add_argument("--plot", help="write a plot of success and time per plan (with --planner all)")
+    e.add_argument("--quiet", action="store_true")
+    e.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="EvalConfig overrides, e.g. replan_every=2 planning.horizon=40 planning.samples=256")
+    e.set_defaults(func=cmd_eval)
 
     i = sub.add_parser("info", help="check a trajectory file and summarise it")
     i.add_argument("file")

@@ -61,3 +61,12 @@ def representation_report(model: JEPA, train: WindowSampler, val: WindowSampler,
                   effective_rank=effective_rank(s_va.flatten(0, 1)))
     model.train(was_training)
     return report
+
+
+@torch.no_grad()
+def fit_position_probe(model: JEPA, data_path, device: torch.device, windows: int = 512, seed: int = 0) -> LinearProbe:
+    """A linear probe from the model's states to the agent's (x, y), fit on frames of a trajectory file."""
+    sampler = WindowSampler(data_path, 1, 256, seed=seed)
+    batch = _windows(sampler, windows)
+    states = _encode(model, batch["obs"], device).flatten(0, 1)
+    return LinearProbe.fit(states, torch.from_numpy(batch["state"]).flatten(0, 1)[:, :2])

@@ -11,6 +11,8 @@ from pathlib import Path
 
 def git_revision() -> str:
     """Short git revision of the amia checkout (``+dirty`` with uncommitted changes), or ``unknown``."""
+    if os.environ.get("AMIA_GIT_REV"):  # for copies of the tree without .git (e.g. a remote GPU machine)
+        return os.environ["AMIA_GIT_REV"]
     root = Path(__file__).resolve().parent.parent
     try:
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from amia import distributed as dist_utils
 from amia.checkpoint import CheckpointError, atomic_write_text, load_optimizer, load_weights, read_checkpoint, save_checkpoint
-from amia.config import from_dict, to_dict
+from amia.config import apply_overrides, from_dict, to_dict
 from amia.data.collect import CollectConfig, collect
 from amia.data.dataset import read_info
 from amia.data.sampler import WindowSampler
@@ -59,6 +59,19 @@ class TrainConfig:
     diag_windows: int = 512
     seed: int = 0
     threads: int = 0
+
+
+WORLD_PRESETS: dict[str, list[str]] = {
+    "amia/TwoRooms-v0": [],
+    # Random layouts: the wall alone satisfies the variance term and is trivially predictable, so a weak
+    # inverse-dynamics term lets the encoder drop the agent (benchmarks/results/wall_idm_sweep_h200.json).
+    "amia/Wall-v0": ["jepa.loss.idm=10"],
+}
+
+
+def default_config(env_id: str) -> TrainConfig:
+    """The training defaults for a world: ``TrainConfig()`` plus that world's preset overrides."""
+    return apply_overrides(TrainConfig(), WORLD_PRESETS.get(env_id, []))
 
 
 class RunError(ValueError):
@@ -305,4 +318,4 @@ class _Logger:
             self.tb = None
 
 
-__all__ = ["RunError", "TrainConfig", "CheckpointError", "learning_rate", "load_model", "load_run_config", "train"]
+__all__ = ["RunError", "TrainConfig", "WORLD_PRESETS", "default_config", "CheckpointError", "learning_rate", "load_model", "load_run_config", "train"]

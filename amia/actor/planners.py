@@ -4,7 +4,7 @@ Every planner is a function of a differentiable ``rollout(s0, actions) -> states
 ``cost(states) -> energy``, and nothing else, so planners, world models and costs combine freely.
 Shapes: ``s0 (B, D)``; plans ``(B, T, A)``; internally ``N`` candidates per episode are rolled out as
 ``(B * N, T, A)`` and the cost sees states ``(B, N, T, D)`` and returns ``(B, N)``.
-Actions stay inside the box ``[-bound, bound]`` (clipping for the samplers, a tanh reparametrisation for
+Actions stay inside the box ``[-bound, bound]`` (clipping for the samplers, projection after each step for
 gradient descent).
 """
 
@@ -26,8 +26,14 @@ class PlannerConfig:
 
     ``iterations`` is the number of optimisation steps of a cold start; a warm-started re-plan uses
     ``warm_iterations``. ``samples`` candidates per iteration for CEM / MPPI (``elites`` of them for CEM);
-    ``temperature`` of MPPI is in units of the candidates' energy spread. ``restarts`` parallel starts and
-    Adam step ``lr`` (in tanh space) for gradient descent. ``refine`` gradient steps after sampling (hybrid).
+    ``temperature`` of MPPI is in units of the energy spread of the ``elites`` best candidates. Exploration noise (and the
+    random restarts of gradient descent) is drawn at one knot every ``knot_every`` steps and interpolated
+    linearly in between: smooth sequences travel far, where per-step noise only jitters in place.
+    ``explore_fraction`` of the sampling candidates are drawn uniformly in the box rather than around the
+    mean, so a re-plan can still leave a local minimum (a wall between agent and goal). ``effort`` weights
+    an intrinsic cost on the mean squared action (in units of the bound), the paper's energy expenditure:
+    it breaks ties toward staying still once the goal is reached. ``restarts`` parallel starts and
+    Adam step ``lr`` (in units of the bound) for gradient descent. ``refine`` gradient steps after sampling (hybrid).
     """
 
     horizon: int = 32
@@ -41,6 +47,9 @@ class PlannerConfig:
     restarts: int = 8
     lr: float = 0.3
     refine: int = 5
+    knot_every: int = 4
+    explore_fraction: float = 0.25
+    effort: float = 0.0
 
 
 @dataclass
@@ -49,13 +58,16 @@ class Plan:
     energy: torch.Tensor  # (B,)
 
 
-def trajectory_energy(rollout: Rollout, cost: CostFn, s0: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``energy(actions (B, N, T, A)) -> (B, N)``: roll every candidate out from its episode's ``s0`` and cost it."""
+def trajectory_energy(rollout: Rollout, cost: CostFn, s0: torch.Tensor, effort: float = 0.0,
+                      bound: float = 1.0) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``energy(actions (B, N, T, A)) -> (B, N)``: roll every candidate out from its episode's ``s0`` and cost it
+    (plus ``effort`` times the mean squared action in units of ``bound``)."""
 
     def energy(actions: torch.Tensor) -> torch.Tensor:
         b, n = actions.shape[:2]
         states = rollout(s0.repeat_interleave(n, dim=0), actions.flatten(0, 1))
-        return cost(states.reshape(b, n, *states.shape[1:]))
+        e = cost(states.reshape(b, n, *states.shape[1:]))
+        return e + effort * (actions / bound).pow(2).mean(dim=(-2, -1)) if effort else e
 
     return energy
 
@@ -70,29 +82,56 @@ def gradient_plan(rollout: Rollout, cost: CostFn, s0: torch.Tensor, init: torch.
                   cfg: PlannerConfig, iterations: int, generator: torch.Generator | None = None) -> Plan:
     """Adam on the action sequence through the unrolled predictor, from ``restarts`` parallel starts.
 
-    Start 0 is ``init`` (the warm start); the others are uniform in the action box. Actions are
-    ``bound * tanh(u)``, so they never leave the box.
+    Start 0 is ``init`` (the warm start); the others are uniform in the action box. After every step the
+    actions are projected back into the box (so optima on the boundary are reached exactly); ``lr`` is in
+    units of ``bound`` and decays linearly to a tenth over the iterations; the best iterate is returned (so
+    the warm start survives unless something better is found).
     """
-    energy = trajectory_energy(rollout, cost, s0)
+    energy = trajectory_energy(rollout, cost, s0, cfg.effort, bound)
     b, t, a = init.shape
-    rand = (torch.rand(b, cfg.restarts - 1, t, a, generator=generator, device=init.device) * 2 - 1) * bound
-    starts = torch.cat([init[:, None], rand], dim=1)
-    u = torch.atanh((starts / bound).clamp(-0.995, 0.995)).requires_grad_(True)
-    opt = torch.optim.Adam([u], lr=cfg.lr)
+    rand = smooth_noise((b, cfg.restarts - 1, t, a), cfg.knot_every, generator, init.device, uniform=True) * bound
+    actions = torch.cat([init[:, None], rand], dim=1).clamp(-bound, bound).requires_grad_(True)
+    opt = torch.optim.Adam([actions], lr=cfg.lr * bound)
+    best = None
     with torch.enable_grad():
-        for _ in range(iterations):
-            e = energy(bound * torch.tanh(u))
+        for i in range(iterations):
+            for group in opt.param_groups:  # Adam's steps do not shrink with the gradient: decay them
+                group["lr"] = cfg.lr * bound * (1 - 0.9 * i / max(1, iterations - 1))
+            e = energy(actions)
+            best = _merge(best, _best(actions.detach(), e.detach()))
             opt.zero_grad(set_to_none=True)
             e.sum().backward()
             opt.step()
+            with torch.no_grad():
+                actions.clamp_(-bound, bound)
     with torch.no_grad():
-        actions = bound * torch.tanh(u)
-        return _best(actions, energy(actions))
+        return _merge(best, _best(actions.detach(), energy(actions)))
 
 
-def _sample(mean: torch.Tensor, std: torch.Tensor, n: int, bound: float, generator) -> torch.Tensor:
-    noise = torch.randn(mean.shape[0], n, *mean.shape[1:], generator=generator, device=mean.device)
+def smooth_noise(shape: tuple, knot_every: int, generator, device, uniform: bool = False) -> torch.Tensor:
+    """Noise ``(..., T, A)`` drawn at one knot every ``knot_every`` steps (Gaussian, or uniform in [-1, 1])
+    and linearly interpolated along T."""
+    *lead, t, a = shape
+    knots = -(-(t - 1) // knot_every) + 1
+    size = (*lead, knots, a)
+    raw = (torch.rand(size, generator=generator, device=device) * 2 - 1 if uniform
+           else torch.randn(size, generator=generator, device=device))
+    if knots == t:
+        return raw
+    pos = torch.arange(t, device=device, dtype=raw.dtype) / knot_every
+    lo = pos.floor().long().clamp(max=knots - 2)
+    frac = (pos - lo)[:, None]
+    return raw[..., lo, :] * (1 - frac) + raw[..., lo + 1, :] * frac
+
+
+def _sample(mean: torch.Tensor, std: torch.Tensor, bound: float, cfg: PlannerConfig, generator) -> torch.Tensor:
+    n = cfg.samples
+    noise = smooth_noise((mean.shape[0], n, *mean.shape[1:]), cfg.knot_every, generator, mean.device)
     cand = (mean[:, None] + std[:, None] * noise).clamp(-bound, bound)
+    far = int(cfg.explore_fraction * n)
+    if far:
+        shape = (mean.shape[0], far, *mean.shape[1:])
+        cand[:, n - far:] = smooth_noise(shape, cfg.knot_every, generator, mean.device, uniform=True) * bound
     cand[:, 0] = mean  # the current mean is always a candidate
     return cand
 
@@ -101,11 +140,11 @@ def _sample(mean: torch.Tensor, std: torch.Tensor, n: int, bound: float, generat
 def cem_plan(rollout: Rollout, cost: CostFn, s0: torch.Tensor, init: torch.Tensor, bound: float,
              cfg: PlannerConfig, iterations: int, generator: torch.Generator | None = None) -> Plan:
     """Cross-entropy method: refit a diagonal Gaussian to the ``elites`` lowest-energy candidates."""
-    energy = trajectory_energy(rollout, cost, s0)
+    energy = trajectory_energy(rollout, cost, s0, cfg.effort, bound)
     mean, std = init.clone(), torch.full_like(init, cfg.init_std * bound)
     best = None
     for _ in range(iterations):
-        cand = _sample(mean, std, cfg.samples, bound, generator)
+        cand = _sample(mean, std, bound, cfg, generator)
         e = energy(cand)
         idx = e.topk(cfg.elites, dim=1, largest=False).indices
         elite = torch.gather(cand, 1, idx[:, :, None, None].expand(-1, -1, *cand.shape[2:]))
@@ -118,14 +157,15 @@ def cem_plan(rollout: Rollout, cost: CostFn, s0: torch.Tensor, init: torch.Tenso
 def mppi_plan(rollout: Rollout, cost: CostFn, s0: torch.Tensor, init: torch.Tensor, bound: float,
               cfg: PlannerConfig, iterations: int, generator: torch.Generator | None = None) -> Plan:
     """Model-predictive path integral: the mean moves to the softmax(-energy / temperature)-weighted candidates."""
-    energy = trajectory_energy(rollout, cost, s0)
+    energy = trajectory_energy(rollout, cost, s0, cfg.effort, bound)
     mean, std = init.clone(), torch.full_like(init, cfg.init_std * bound)
     best = None
     for _ in range(iterations):
-        cand = _sample(mean, std, cfg.samples, bound, generator)
+        cand = _sample(mean, std, bound, cfg, generator)
         e = energy(cand)
-        spread = e.std(dim=1, keepdim=True).clamp_min(1e-8)
-        w = torch.softmax(-(e - e.min(dim=1, keepdim=True).values) / (cfg.temperature * spread), dim=1)
+        low = e.topk(cfg.elites, dim=1, largest=False).values  # spread of the best: robust to far outliers
+        spread = (low[:, -1:] - low[:, :1]).clamp_min(1e-8)
+        w = torch.softmax(-(e - low[:, :1]) / (cfg.temperature * spread), dim=1)
         w = w[:, :, None, None]
         mean = (w * cand).sum(1)
         std = (w * (cand - mean[:, None]).pow(2)).sum(1).sqrt().clamp_min(cfg.min_std * bound)

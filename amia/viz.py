@@ -1,0 +1,67 @@
+"""Pictures of what the agent sees and plans: animated GIFs of episodes with their plans, planner plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def to_rgb(frames: np.ndarray) -> np.ndarray:
+    """Observations ``uint8 (..., 2, H, W)`` to RGB ``(..., H, W, 3)``: walls grey, agent white."""
+    agent, walls = frames[..., 0, :, :], frames[..., 1, :, :]
+    grey = (walls // 2).astype(np.uint8)
+    rgb = np.stack([grey, grey, grey], axis=-1)
+    return np.maximum(rgb, agent[..., None])
+
+
+def _dot(img: np.ndarray, xy: np.ndarray, colour, radius: int = 1) -> None:
+    h, w = img.shape[:2]
+    x, y = int(np.floor(xy[0])), int(np.floor(xy[1]))
+    img[max(0, y - radius):min(h, y + radius + 1), max(0, x - radius):min(w, x + radius + 1)] = colour
+
+
+def episode_gif(path: str | Path, frames: np.ndarray, goals: np.ndarray, plans: list[np.ndarray] | None,
+                replan_every: int, scale: int = 4, fps: int = 10) -> None:
+    """Write a GIF of several episodes side by side.
+
+    ``frames`` ``uint8 (T, E, 2, H, W)``; ``goals`` goal positions ``(E, 2)``; ``plans`` one array of planned
+    positions ``(E, horizon, 2)`` per re-plan (drawn as blue dots until the next re-plan); the goal is green.
+    """
+    import imageio.v2 as imageio
+
+    t_steps, episodes = frames.shape[:2]
+    pictures = []
+    for t in range(t_steps):
+        tiles = []
+        for e in range(episodes):
+            img = to_rgb(frames[t, e]).copy()
+            if plans:
+                for xy in plans[min(t // replan_every, len(plans) - 1)][e]:
+                    _dot(img, xy, (60, 120, 255), radius=0)
+            _dot(img, goals[e], (0, 220, 0))
+            tiles.append(np.pad(img, ((1, 1), (1, 1), (0, 0)), constant_values=255))
+        row = np.concatenate(tiles, axis=1)
+        pictures.append(row.repeat(scale, axis=0).repeat(scale, axis=1))
+    imageio.mimsave(str(path), pictures, duration=1000 / fps, loop=0)
+
+
+def planner_plot(path: str | Path, results: list[dict]) -> None:
+    """Success rate and time per plan for each planner, side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [r["planner"] for r in results]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(8, 3.2))
+    a.bar(names, [r["success_rate"] for r in results], color="tab:green")
+    a.set_ylim(0, 1)
+    a.set_ylabel("success rate")
+    b.bar(names, [r["ms_per_plan_median"] or 0 for r in results], color="tab:blue")
+    b.set_ylabel("ms per plan (median, batch 1)")
+    env = results[0]["env"] if results else ""
+    fig.suptitle(f"Mode-2 goal reaching on {env} ({results[0]['episodes'] if results else 0} episodes)")
+    fig.tight_layout()
+    fig.savefig(str(path), dpi=120)
+    plt.close(fig)

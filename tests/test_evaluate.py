@@ -1,0 +1,88 @@
+"""The Mode-2 goal-reaching protocol: determinism, clear errors, and the CLI around it."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from amia.evaluate import EvalConfig, GoalReachingError, check_compatible, evaluate, make_cost, run_episodes
+from amia.actor.planners import PlannerConfig
+from amia.jepa import JEPA, JEPAConfig
+from amia.perception import EncoderConfig
+from amia.world_model import PredictorConfig
+
+
+def tiny_model(action_dim: int = 2, obs_shape=(2, 64, 64)) -> JEPA:
+    torch.manual_seed(0)
+    cfg = JEPAConfig(encoder=EncoderConfig(dim=8, channels=(4, 8), downsample=4), predictor=PredictorConfig(hidden=16))
+    return JEPA(cfg, obs_shape, action_dim)
+
+
+FAST = EvalConfig(episodes=3, max_steps=6, replan_every=2, timing_calls=2,
+                  planning=PlannerConfig(horizon=4, iterations=2, warm_iterations=1, samples=8, elites=2, restarts=2))
+
+
+@pytest.mark.parametrize("planner", ["gd", "cem", "mppi", "hybrid"])
+def test_protocol_is_deterministic_for_a_seed(planner):
+    cfg = EvalConfig(**{**FAST.__dict__, "planner": planner})
+    a = run_episodes(tiny_model(), "amia/TwoRooms-v0", cfg, progress=False)
+    b = run_episodes(tiny_model(), "amia/TwoRooms-v0", cfg, progress=False)
+    np.testing.assert_array_equal(a["final_distance"], b["final_distance"])
+    c = run_episodes(tiny_model(), "amia/TwoRooms-v0", EvalConfig(**{**cfg.__dict__, "seed": 1}), progress=False)
+    assert not np.array_equal(a["final_distance"], c["final_distance"])  # another seed: other start/goal pairs
+
+
+def test_evaluate_reports_the_protocol_fields():
+    r = evaluate(tiny_model(), "amia/TwoRooms-v0", FAST, progress=False)
+    assert set(r) >= {"env", "planner", "episodes", "success_rate", "strict_success_rate", "mean_final_distance_px",
+                      "ms_per_plan_median"}
+    assert 0 <= r["success_rate"] <= 1 and 0 <= r["strict_success_rate"] <= 1
+    # three episodes: rates are multiples of 1/3; an untrained model ends far from goals in opposite rooms
+    assert r["success_rate"] * 3 == pytest.approx(round(r["success_rate"] * 3))
+    assert r["mean_final_distance_px"] > 4.5
+    assert r["episodes"] == 3 and r["ms_per_plan_median"] > 0
+    json.dumps(r)
+
+
+def test_goal_of_the_wrong_shape_is_a_clear_error():
+    with pytest.raises(GoalReachingError, match=r"goal states should have shape \(B, 8\), got \(3, 5\)"):
+        make_cost(tiny_model(), torch.zeros(3, 5))
+
+
+def test_model_for_another_action_space_is_refused():
+    with pytest.raises(GoalReachingError, match="3-D actions"):
+        check_compatible(tiny_model(action_dim=3), "amia/TwoRooms-v0")
+    with pytest.raises(GoalReachingError, match="observations"):
+        check_compatible(tiny_model(obs_shape=(3, 64, 64)), "amia/TwoRooms-v0")
+
+
+def test_unknown_planner_and_env_are_clear_errors():
+    with pytest.raises(GoalReachingError, match="unknown planner"):
+        run_episodes(tiny_model(), "amia/TwoRooms-v0", EvalConfig(planner="astar"), progress=False)
+    with pytest.raises(ValueError, match="unknown env id"):
+        run_episodes(tiny_model(), "amia/Nowhere-v0", FAST, progress=False)
+
+
+def test_eval_cli_on_a_directory_without_a_model(tmp_path, capsys):
+    from amia.cli import main
+
+    assert main(["eval", "--run", str(tmp_path)]) == 2
+    assert "no config.json" in capsys.readouterr().err
+    (tmp_path / "config.json").write_text(json.dumps({"env_id": "amia/TwoRooms-v0", "data": None, "train": {}}))
+    assert main(["eval", "--run", str(tmp_path)]) == 2
+    assert "no checkpoint" in capsys.readouterr().err
+
+
+def test_executed_actions_stay_in_the_box():
+    """Plans from every planner are executed as they are: they must respect the world's action bound."""
+    from amia.actor.planners import plan
+    from amia.cost import GoalDistance
+
+    model = tiny_model().requires_grad_(False)
+    s0 = torch.randn(4, 8)
+    for name in ("gd", "cem", "mppi", "hybrid"):
+        cfg = PlannerConfig(horizon=5, iterations=3, samples=16, elites=4, restarts=3, init_std=3.0)
+        p = plan(name, model.predictor.rollout, GoalDistance(torch.randn(4, 8) * 10), s0, torch.zeros(4, 5, 2),
+                 2.45, cfg, generator=torch.Generator().manual_seed(0))
+        assert p.actions.abs().max() <= 2.45 + 1e-6
