@@ -39,15 +39,21 @@ def cmd_train(args) -> None:
 
 
 def cmd_demo(args) -> None:
-    """The main job on the built-in default world: collect, train, report (resumable like ``train``)."""
-    from amia.train import default_config, train
+    """The main job on the built-in default world: collect, train, evaluate Mode-2 (resumable like ``train``)."""
+    from amia.evaluate import EvalConfig, evaluate
+    from amia.train import default_config, load_model, train
 
-    print(f"amia demo: collect reward-free data in {args.env}, train a JEPA world model in {args.out}")
+    print(f"amia demo: collect reward-free data in {args.env}, train a JEPA world model in {args.out}, "
+          f"then reach {args.episodes} goals by Mode-2 planning")
     metrics = train(args.env, args.out, default_config(args.env), device=args.device, progress=not args.quiet)
     print("\nworld model diagnostics (held-out episodes):")
     print_metrics(metrics)
+    model, _ = load_model(args.out, args.device)
+    result = evaluate(model, args.env, EvalConfig(episodes=args.episodes), args.device, progress=not args.quiet)
+    print(f"\nMode-2 goal reaching ({result['planner']} planner, {result['episodes']} episodes, seed 0):")
+    print_metrics(result)
     if args.json:
-        Path(args.json).write_text(json.dumps(metrics, indent=2))
+        Path(args.json).write_text(json.dumps({"world_model": metrics, "mode2": result}, indent=2))
         print(f"wrote {args.json}")
 
 
@@ -120,7 +126,9 @@ def cmd_info(args) -> None:
 
 def print_metrics(metrics: dict) -> None:
     keys = [k for k in ("env_id", "steps", "train_seconds", "samples_per_s", "probe_r2", "probe_r2_layout",
-                        "pred_error_px_h16", "copy_error_px_h16", "embedding_std_min", "effective_rank") if k in metrics]
+                        "pred_error_px_h16", "copy_error_px_h16", "embedding_std_min", "effective_rank",
+                        "success_rate", "strict_success_rate", "mean_final_distance_px", "ms_per_plan_median")
+            if k in metrics]
     width = max(map(len, keys))
     for k in keys:
         v = metrics[k]
@@ -152,17 +160,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. steps=500 jepa.loss.cov=4")
     t.set_defaults(func=cmd_train)
 
-    d = sub.add_parser("demo", help="the main job on the default world: collect, train, report")
+    d = sub.add_parser("demo", help="the main job on the default world: collect, train, plan to goals")
     d.add_argument("--env", default=DEFAULT_ENV, help="world id (default %(default)s)")
     d.add_argument("--out", default="runs/demo", help="run directory (default %(default)s)")
     d.add_argument("--device", default="cpu")
+    d.add_argument("--episodes", type=int, default=100, help="goal-reaching episodes (default %(default)s)")
     d.add_argument("--json", help="also write the results to this JSON file")
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=cmd_demo)
 
     e = sub.add_parser("eval", help="Mode-2 goal reaching: the standard protocol for one or all planners")
     e.add_argument("--run", required=True, help="a trained run directory")
-    e.add_argument("--planner", default="mppi", choices=["gd", "cem", "mppi", "hybrid", "all"])
+    e.add_argument("--planner", default="gd", choices=["gd", "cem", "mppi", "hybrid", "all"])
     e.add_argument("--env", help="world (default: the one the model was trained on)")
     e.add_argument("--episodes", type=int, default=200)
     e.add_argument("--seed", type=int, default=0)

@@ -25,7 +25,7 @@ from amia.jepa import JEPA
 class EvalConfig:
     """The standard protocol: ``episodes`` seeded start/goal pairs, ``max_steps`` steps each."""
 
-    planner: str = "mppi"
+    planner: str = "gd"
     episodes: int = 200
     seed: int = 0
     max_steps: int = 200

@@ -44,7 +44,7 @@ class PlannerConfig:
     temperature: float = 0.3
     init_std: float = 0.6
     min_std: float = 0.05
-    restarts: int = 8
+    restarts: int = 16
     lr: float = 0.3
     refine: int = 5
     knot_every: int = 4
