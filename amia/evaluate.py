@@ -61,6 +61,17 @@ def make_cost(model: JEPA, goal_states: torch.Tensor, final_weight: float = 10.0
     return GoalDistance(goal_states, final_weight)
 
 
+def _start(model: JEPA, env_id: str, cfg: EvalConfig, episodes: int, device: torch.device):
+    """Frozen model, the world set to the first ``episodes`` start states, their goal cost and goal positions."""
+    model = model.to(device).eval().requires_grad_(False)
+    pairs = evaluation_set(env_id, episodes, cfg.seed)
+    world, goal_world = make_world(env_id, episodes), make_world(env_id, episodes)
+    obs, _ = world.set_state(pairs["start"].astype(np.float64))
+    goal_obs, _ = goal_world.set_state(pairs["goal"].astype(np.float64))
+    cost = make_cost(model, encode(model, goal_obs, device), cfg.final_weight)
+    return model, world, obs, cost, pairs["goal"][:, :2]
+
+
 def run_episodes(model: JEPA, env_id: str, cfg: EvalConfig, device: torch.device | str = "cpu",
                  progress: bool = True, record: int = 0) -> dict:
     """Run the protocol; returns per-episode arrays (final distances, ever-within-strict) and optional traces.
@@ -71,19 +82,12 @@ def run_episodes(model: JEPA, env_id: str, cfg: EvalConfig, device: torch.device
         raise GoalReachingError(f"unknown planner {cfg.planner!r}; known: {', '.join(PLANNERS)}")
     check_compatible(model, env_id)
     device = torch.device(device)
-    model = model.to(device).eval().requires_grad_(False)
-    pairs = evaluation_set(env_id, cfg.episodes, cfg.seed)
-    world = make_world(env_id, cfg.episodes)
-    obs, _ = world.set_state(pairs["start"].astype(np.float64))
-    goal_world = make_world(env_id, cfg.episodes)
-    goal_obs, _ = goal_world.set_state(pairs["goal"].astype(np.float64))
-    cost = make_cost(model, encode(model, goal_obs, device), cfg.final_weight)
+    model, world, obs, cost, goal_xy = _start(model, env_id, cfg, cfg.episodes, device)
     bound = world.spec.max_step
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    goal_xy = pairs["goal"][:, :2]
     actions = torch.zeros(cfg.episodes, cfg.planning.horizon, 2, device=device)
     ever_strict = np.zeros(cfg.episodes, dtype=bool)
-    trace = {"frames": [], "plans": [], "goal_frames": goal_obs[:record]} if record else None
+    trace = {"frames": [], "plans": []} if record else None
     bar = tqdm(total=cfg.max_steps, desc=f"eval {cfg.planner}", unit="step", disable=not progress)
     for t in range(cfg.max_steps):
         k = t % cfg.replan_every
@@ -108,12 +112,7 @@ def run_episodes(model: JEPA, env_id: str, cfg: EvalConfig, device: torch.device
 def time_per_plan(model: JEPA, env_id: str, cfg: EvalConfig, device: torch.device | str = "cpu") -> float:
     """Median wall time (ms) of one warm-started re-planning call for one episode (batch size 1)."""
     device = torch.device(device)
-    model = model.to(device).eval().requires_grad_(False)
-    pairs = evaluation_set(env_id, 1, cfg.seed)
-    world, goal_world = make_world(env_id, 1), make_world(env_id, 1)
-    obs, _ = world.set_state(pairs["start"].astype(np.float64))
-    goal_obs, _ = goal_world.set_state(pairs["goal"].astype(np.float64))
-    cost = make_cost(model, encode(model, goal_obs, device), cfg.final_weight)
+    model, world, obs, cost, _ = _start(model, env_id, cfg, 1, device)
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     actions = torch.zeros(1, cfg.planning.horizon, 2, device=device)
     times = []

@@ -86,3 +86,19 @@ def test_executed_actions_stay_in_the_box():
         p = plan(name, model.predictor.rollout, GoalDistance(torch.randn(4, 8) * 10), s0, torch.zeros(4, 5, 2),
                  2.45, cfg, generator=torch.Generator().manual_seed(0))
         assert p.actions.abs().max() <= 2.45 + 1e-6
+
+
+def test_gif_and_plot_are_written(tmp_path):
+    import imageio.v2 as imageio
+
+    from amia.cli import write_gif
+    from amia.viz import planner_plot
+
+    gif = tmp_path / "plan.gif"
+    write_gif(str(gif), tiny_model(), {"data": None}, str(tmp_path), "amia/TwoRooms-v0", FAST, "cpu", episodes=2)
+    frames = imageio.mimread(str(gif))
+    assert len(frames) == FAST.max_steps
+    assert frames[0].shape[:2] == (66 * 4, 2 * 66 * 4)  # two 64x64 tiles with a 1 px frame, scaled 4x
+    png = tmp_path / "planners.png"
+    planner_plot(png, [evaluate(tiny_model(), "amia/TwoRooms-v0", FAST, progress=False)])
+    assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"

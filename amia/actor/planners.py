@@ -136,41 +136,47 @@ def _sample(mean: torch.Tensor, std: torch.Tensor, bound: float, cfg: PlannerCon
     return cand
 
 
-@torch.no_grad()
-def cem_plan(rollout: Rollout, cost: CostFn, s0: torch.Tensor, init: torch.Tensor, bound: float,
-             cfg: PlannerConfig, iterations: int, generator: torch.Generator | None = None) -> Plan:
-    """Cross-entropy method: refit a diagonal Gaussian to the ``elites`` lowest-energy candidates."""
+def _sampling_plan(rollout: Rollout, cost: CostFn, s0: torch.Tensor, init: torch.Tensor, bound: float,
+                   cfg: PlannerConfig, iterations: int, generator, refit) -> Plan:
+    """The loop that CEM and MPPI share: sample around (mean, std), cost, ``refit`` the Gaussian, keep the best."""
     energy = trajectory_energy(rollout, cost, s0, cfg.effort, bound)
     mean, std = init.clone(), torch.full_like(init, cfg.init_std * bound)
     best = None
     for _ in range(iterations):
         cand = _sample(mean, std, bound, cfg, generator)
         e = energy(cand)
-        idx = e.topk(cfg.elites, dim=1, largest=False).indices
-        elite = torch.gather(cand, 1, idx[:, :, None, None].expand(-1, -1, *cand.shape[2:]))
-        mean, std = elite.mean(1), elite.std(1).clamp_min(cfg.min_std * bound)
+        mean, std = refit(cand, e, cfg)
+        std = std.clamp_min(cfg.min_std * bound)
         best = _merge(best, _best(cand, e))
     return best
+
+
+def _elite_refit(cand: torch.Tensor, e: torch.Tensor, cfg: PlannerConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    idx = e.topk(cfg.elites, dim=1, largest=False).indices
+    elite = torch.gather(cand, 1, idx[:, :, None, None].expand(-1, -1, *cand.shape[2:]))
+    return elite.mean(1), elite.std(1)
+
+
+def _path_integral_refit(cand: torch.Tensor, e: torch.Tensor, cfg: PlannerConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    low = e.topk(cfg.elites, dim=1, largest=False).values  # spread of the best: robust to far outliers
+    spread = (low[:, -1:] - low[:, :1]).clamp_min(1e-8)
+    w = torch.softmax(-(e - low[:, :1]) / (cfg.temperature * spread), dim=1)[:, :, None, None]
+    mean = (w * cand).sum(1)
+    return mean, (w * (cand - mean[:, None]).pow(2)).sum(1).sqrt()
+
+
+@torch.no_grad()
+def cem_plan(rollout: Rollout, cost: CostFn, s0: torch.Tensor, init: torch.Tensor, bound: float,
+             cfg: PlannerConfig, iterations: int, generator: torch.Generator | None = None) -> Plan:
+    """Cross-entropy method: refit a diagonal Gaussian to the ``elites`` lowest-energy candidates."""
+    return _sampling_plan(rollout, cost, s0, init, bound, cfg, iterations, generator, _elite_refit)
 
 
 @torch.no_grad()
 def mppi_plan(rollout: Rollout, cost: CostFn, s0: torch.Tensor, init: torch.Tensor, bound: float,
               cfg: PlannerConfig, iterations: int, generator: torch.Generator | None = None) -> Plan:
     """Model-predictive path integral: the mean moves to the softmax(-energy / temperature)-weighted candidates."""
-    energy = trajectory_energy(rollout, cost, s0, cfg.effort, bound)
-    mean, std = init.clone(), torch.full_like(init, cfg.init_std * bound)
-    best = None
-    for _ in range(iterations):
-        cand = _sample(mean, std, bound, cfg, generator)
-        e = energy(cand)
-        low = e.topk(cfg.elites, dim=1, largest=False).values  # spread of the best: robust to far outliers
-        spread = (low[:, -1:] - low[:, :1]).clamp_min(1e-8)
-        w = torch.softmax(-(e - low[:, :1]) / (cfg.temperature * spread), dim=1)
-        w = w[:, :, None, None]
-        mean = (w * cand).sum(1)
-        std = (w * (cand - mean[:, None]).pow(2)).sum(1).sqrt().clamp_min(cfg.min_std * bound)
-        best = _merge(best, _best(cand, e))
-    return best
+    return _sampling_plan(rollout, cost, s0, init, bound, cfg, iterations, generator, _path_integral_refit)
 
 
 def hybrid_plan(rollout: Rollout, cost: CostFn, s0: torch.Tensor, init: torch.Tensor, bound: float,
