@@ -31,7 +31,7 @@ class EvalConfig:
     max_steps: int = 200
     replan_every: int = 4
     timing_calls: int = 20
-    final_weight: float = 10.0
+    final_weight: float = 30.0
     planning: PlannerConfig = field(default_factory=PlannerConfig)
 
 
@@ -53,7 +53,7 @@ def encode(model: JEPA, obs: np.ndarray, device: torch.device) -> torch.Tensor:
     return model.encoder(torch.from_numpy(obs).to(device))
 
 
-def make_cost(model: JEPA, goal_states: torch.Tensor, final_weight: float = 10.0) -> GoalDistance:
+def make_cost(model: JEPA, goal_states: torch.Tensor, final_weight: float = 30.0) -> GoalDistance:
     """The intrinsic goal cost for goal states ``(B, D)`` (checked against the model's state size)."""
     d = model.cfg.encoder.dim
     if goal_states.dim() != 2 or goal_states.shape[1] != d:
