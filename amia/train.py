@@ -137,7 +137,7 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
-def _prepare_run(env_id: str, out: Path, cfg: TrainConfig, data: str | None) -> dict:
+def _prepare_run(env_id: str, out: Path, cfg: TrainConfig, data: str | None) -> None:
     """Write or check ``config.json``: a rerun must ask for the same run it resumes."""
     env_spec(env_id)
     wanted = {"env_id": env_id, "data": str(Path(data).resolve()) if data else None, "train": to_dict(cfg)}
@@ -148,10 +148,9 @@ def _prepare_run(env_id: str, out: Path, cfg: TrainConfig, data: str | None) -> 
         if diffs:
             raise RunError(f"{out} holds a run started with other settings ({'; '.join(diffs[:5])}); "
                            "rerun with the same settings to resume, or choose another --out")
-        return saved
+        return
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(wanted, indent=2))
-    return wanted
 
 
 def _check_data(env_id: str, data_path: Path):
@@ -189,7 +188,8 @@ def train(env_id: str, out: str | Path, cfg: TrainConfig | None = None, data: st
     if data:  # refuse a bad --data before _prepare_run binds the run directory to it in config.json
         env_spec(env_id)
         _check_data(env_id, data_path)
-    saved = _prepare_run(env_id, out, cfg, data) if rank == 0 else None
+    if rank == 0:
+        _prepare_run(env_id, out, cfg, data)
     if distributed:
         torch.distributed.barrier()
     if not data_path.exists():

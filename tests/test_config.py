@@ -134,3 +134,23 @@ def test_load_yaml_errors_name_the_file(tmp_path):
     path.write_text("- 1\n- 2\n")
     with pytest.raises(ConfigError, match=r"bad\.yaml.*mapping"):
         load_yaml(TrainConfig, path)
+
+
+def test_world_presets_give_wall_v0_its_strong_inverse_dynamics_term():
+    from amia.train import WORLD_PRESETS, TrainConfig, default_config
+
+    assert default_config("amia/TwoRooms-v0") == TrainConfig()
+    wall = default_config("amia/Wall-v0")
+    assert wall.jepa.loss.idm == 10.0
+    assert wall.jepa.loss.idm != TrainConfig().jepa.loss.idm
+    assert set(WORLD_PRESETS) >= {"amia/TwoRooms-v0", "amia/Wall-v0"}
+
+
+def test_yaml_presets_in_configs_match_the_code_defaults():
+    from pathlib import Path
+
+    from amia.train import TrainConfig, default_config
+
+    root = Path(__file__).resolve().parent.parent / "configs"
+    assert load_yaml(TrainConfig, root / "tworooms.yaml") == default_config("amia/TwoRooms-v0")
+    assert load_yaml(TrainConfig, root / "wall.yaml") == default_config("amia/Wall-v0")
