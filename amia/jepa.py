@@ -35,7 +35,7 @@ class LossConfig:
     expander: int = 0
     smooth: float = 1.0
     idm: float = 1.0
-    sigreg: float = 0.01
+    sigreg: float = 0.002
     sigreg_directions: int = 256
 
 
