@@ -47,6 +47,22 @@ def test_planner_finds_the_closed_form_optimum(name):
     assert torch.allclose(result.energy, cost(integrator(s0, result.actions)), atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["cem", "mppi"])
+def test_sampling_populations_keep_each_episode_its_own_goal(name):
+    """With 4 populations per episode the batch is reshaped to (B * 4): each episode must still be planned
+    against its own goal, and its best population's plan returned with that plan's true energy."""
+    torch.manual_seed(0)
+    s0 = torch.tensor([[0.0, 0.0], [1.0, 2.0], [-2.0, 0.5]])
+    goal = torch.tensor([[3.0, -1.5], [1.5, 2.0], [0.0, -2.0]])
+    cost = GoalDistance(goal, final_weight=1.0)
+    e_opt = cost(integrator(s0, optimal_actions(s0, goal, 5, 1.0)))
+    cfg = PlannerConfig(**{**CFG.__dict__, "populations": 4, "samples": 1024, "elites": 64})
+    result = plan(name, integrator, cost, s0, torch.zeros(3, 5, 2), 1.0, cfg, generator=torch.Generator().manual_seed(1))
+    assert result.actions.shape == (3, 5, 2)
+    assert torch.allclose(result.energy, cost(integrator(s0, result.actions)), atol=1e-5)
+    assert torch.all(result.energy <= e_opt + 2e-3), (result.energy, e_opt)
+
+
 @pytest.mark.parametrize("name", PLANNERS)
 def test_actions_never_leave_the_box(name):
     g = torch.Generator().manual_seed(0)

@@ -30,7 +30,10 @@ class PlannerConfig:
     random restarts of gradient descent) is drawn at one knot every ``knot_every`` steps and interpolated
     linearly in between: smooth sequences travel far, where per-step noise only jitters in place.
     ``explore_fraction`` of the sampling candidates are drawn uniformly in the box rather than around the
-    mean, so a re-plan can still leave a local minimum (a wall between agent and goal). ``effort`` weights
+    mean, so a re-plan can still leave a local minimum (a wall between agent and goal). ``populations``
+    splits the samplers' candidates into that many independent Gaussians (the first around the warm start,
+    the others around smooth random sequences), the sampling counterpart of gradient restarts: a population
+    that finds the door converges there without being averaged away by the others. ``effort`` weights
     an intrinsic cost on the mean squared action (in units of the bound), the paper's energy expenditure:
     it breaks ties toward staying still once the goal is reached. ``restarts`` parallel starts and
     Adam step ``lr`` (in units of the bound) for gradient descent. ``refine`` gradient steps after sampling (hybrid).
@@ -49,6 +52,7 @@ class PlannerConfig:
     refine: int = 5
     knot_every: int = 4
     explore_fraction: float = 0.25
+    populations: int = 1
     effort: float = 0.0
 
 
@@ -138,7 +142,19 @@ def _sample(mean: torch.Tensor, std: torch.Tensor, bound: float, cfg: PlannerCon
 
 def _sampling_plan(rollout: Rollout, cost: CostFn, s0: torch.Tensor, init: torch.Tensor, bound: float,
                    cfg: PlannerConfig, iterations: int, generator, refit) -> Plan:
-    """The loop that CEM and MPPI share: sample around (mean, std), cost, ``refit`` the Gaussian, keep the best."""
+    """The loop that CEM and MPPI share: sample around (mean, std), cost, ``refit`` the Gaussian, keep the best.
+
+    With ``populations`` P > 1 every episode runs P independent loops of ``samples // P`` candidates (as a
+    batch of B * P), started from the warm start and P - 1 smooth random sequences; the best plan wins.
+    """
+    p = max(1, cfg.populations)
+    if p > 1:
+        b, t, a = init.shape
+        starts = smooth_noise((b, p - 1, t, a), cfg.knot_every, generator, init.device, uniform=True) * bound
+        init = torch.cat([init[:, None], starts], dim=1).flatten(0, 1)
+        s0 = s0.repeat_interleave(p, dim=0)
+        cost = _repeat_cost(cost, p)
+        cfg = PlannerConfig(**{**cfg.__dict__, "samples": cfg.samples // p, "elites": max(2, cfg.elites // p)})
     energy = trajectory_energy(rollout, cost, s0, cfg.effort, bound)
     mean, std = init.clone(), torch.full_like(init, cfg.init_std * bound)
     best = None
@@ -148,7 +164,19 @@ def _sampling_plan(rollout: Rollout, cost: CostFn, s0: torch.Tensor, init: torch
         mean, std = refit(cand, e, cfg)
         std = std.clamp_min(cfg.min_std * bound)
         best = _merge(best, _best(cand, e))
+    if p > 1:
+        best = _best(best.actions.unflatten(0, (-1, p)), best.energy.unflatten(0, (-1, p)))
     return best
+
+
+def _repeat_cost(cost: CostFn, p: int) -> CostFn:
+    """The cost of B episodes seen as B * p episodes (episode i's populations are rows i*p .. i*p+p-1)."""
+
+    def repeated(states: torch.Tensor) -> torch.Tensor:
+        e = cost(states.unflatten(0, (-1, p)).transpose(1, 2).flatten(1, 2))  # (B, N * p) candidates per episode
+        return e.unflatten(1, (-1, p)).transpose(1, 2).flatten(0, 1)
+
+    return repeated
 
 
 def _elite_refit(cand: torch.Tensor, e: torch.Tensor, cfg: PlannerConfig) -> tuple[torch.Tensor, torch.Tensor]:
