@@ -65,17 +65,31 @@ def cmd_eval(args) -> None:
     from amia.provenance import git_revision
     from amia.train import load_model
 
+    from amia.distill import load_parts
+
     model, saved = load_model(args.run, args.device)
     env = args.env or saved["env_id"]
-    base = apply_overrides(EvalConfig(episodes=args.episodes, seed=args.seed), args.overrides)
+    base = apply_overrides(EvalConfig(episodes=args.episodes, seed=args.seed, task=args.task, mode=args.mode,
+                                      policy_init=args.policy_init, critic_weight=args.critic_weight), args.overrides)
+    parts = load_parts(args.run, model.cfg.encoder.dim)
+    if base.mode == 1 and parts["policy"] is None:
+        raise FileNotFoundError(f"{args.run}: no policy.safetensors; run `amia distill --run {args.run}` first")
     results = []
-    for name in PLANNERS if args.planner == "all" else [args.planner]:
+    names = PLANNERS if args.planner == "all" else [args.planner]
+    for name in names if base.mode == 2 else names[:1]:
         cfg = dataclasses.replace(base, planner=name)
-        results.append({**evaluate(model, env, cfg, args.device, progress=not args.quiet), "git_rev": git_revision()})
-    print(f"\n{'planner':<8} {'success':>8} {'strict':>7} {'final px':>9} {'ms/plan':>8}   ({env}, {base.episodes} episodes, seed {base.seed})")
+        results.append({**evaluate(model, env, cfg, args.device, progress=not args.quiet, parts=parts),
+                        "git_rev": git_revision()})
+    print(f"\n{'actor':<8} {'success':>8} {'strict':>7} {'final px':>9} {'ms/plan':>8} {'ms/act':>7}   "
+          f"({env}, task {base.task}, {base.episodes} episodes, seed {base.seed})")
     for r in results:
+        ms = "-" if r["ms_per_plan_median"] is None else f"{r['ms_per_plan_median']:.2f}"
+        ma = "-" if r["ms_per_action_mean"] is None else f"{r['ms_per_action_mean']:.2f}"
         print(f"{r['planner']:<8} {r['success_rate']:>8.3f} {r['strict_success_rate']:>7.3f} "
-              f"{r['mean_final_distance_px']:>9.2f} {r['ms_per_plan_median']:>8.1f}")
+              f"{r['mean_final_distance_px']:>9.2f} {ms:>8} {ma:>7}")
+        extra = {k: r[k] for k in ("region_entry_rate", "steps_inside_region", "mean_min_point_distance_px") if k in r}
+        if extra:
+            print("         " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in extra.items()))
     if args.json:
         Path(args.json).write_text(json.dumps(results if len(results) > 1 else results[0], indent=2))
         print(f"wrote {args.json}")
@@ -112,6 +126,19 @@ def write_gif(path: str, model, saved: dict, run: str, env: str, cfg, device: st
     else:
         print(f"note: {data} not found; the GIF shows no planned positions")
     episode_gif(path, np.stack(trace["frames"]), out["goal_xy"], plans, cfg.replan_every)
+
+
+def cmd_distill(args) -> None:
+    """Compile Mode-2 into the Mode-1 policy and train the critic from memory (saved in the run directory)."""
+    from amia.distill import DistillConfig, distill
+
+    cfg = apply_overrides(DistillConfig(rounds=args.rounds, episodes=args.episodes), args.overrides)
+    summary = distill(args.run, cfg, progress=not args.quiet)
+    last = summary["rounds"][-1]
+    print(f"policy: {last['labels']} Mode-2 labels, final loss {last['policy_loss']:.4f}; critic: "
+          f"{summary['critic_examples']} examples from memory ({summary['memory_entries']} entries), "
+          f"loss {summary['critic_loss']:.4f}; {summary['seconds']:.0f} s")
+    print(f"wrote {args.run}/policy.safetensors, critic.safetensors, probe.safetensors, distill.json")
 
 
 def cmd_info(args) -> None:
@@ -169,9 +196,23 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=cmd_demo)
 
-    e = sub.add_parser("eval", help="Mode-2 goal reaching: the standard protocol for one or all planners")
+    s = sub.add_parser("distill", help="train the Mode-1 policy (from Mode-2's actions) and the critic (from memory)")
+    s.add_argument("--run", required=True, help="a trained run directory; policy and critic are saved there")
+    s.add_argument("--rounds", type=int, default=3, help="act-plan-distil rounds (default %(default)s)")
+    s.add_argument("--episodes", type=int, default=200, help="training episodes per round (default %(default)s)")
+    s.add_argument("--quiet", action="store_true")
+    s.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="DistillConfig overrides, e.g. steps=100 policy.steps=2000 critic.gamma=0.95")
+    s.set_defaults(func=cmd_distill)
+
+    e = sub.add_parser("eval", help="goal reaching and other tasks: the standard protocol, Mode-2 or Mode-1")
     e.add_argument("--run", required=True, help="a trained run directory")
     e.add_argument("--planner", default="gd", choices=["gd", "cem", "mppi", "hybrid", "all"])
+    e.add_argument("--mode", type=int, default=2, choices=[1, 2], help="2: plan (default); 1: the distilled policy")
+    e.add_argument("--task", default="reach", choices=["reach", "reach_avoid", "keep_away"],
+                   help="the configurator's task (default %(default)s)")
+    e.add_argument("--policy-init", action="store_true", help="start every Mode-2 plan from the policy")
+    e.add_argument("--critic-weight", type=float, default=0.0, help="weight v of the critic term (default 0)")
     e.add_argument("--env", help="world (default: the one the model was trained on)")
     e.add_argument("--episodes", type=int, default=200)
     e.add_argument("--seed", type=int, default=0)

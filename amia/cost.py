@@ -1,15 +1,20 @@
-"""Cost module (Sec. 3.2): ``C(s) = sum_i u_i IC_i(s) + sum_j v_j TC_j(s)``.
+"""Cost module (Sec. 3.2, 3.3): ``C(s) = sum_i u_i IC_i(s) + sum_j v_j TC_j(s)``.
 
-Intrinsic terms are immutable: plain functions of the states and fixed data (a goal state), with no
-parameters that any optimiser could change. Every term maps predicted states ``(..., T, D)`` to one energy
-per trajectory ``(...)``; leading dimensions (episodes, candidates) are kept.
+Intrinsic terms ``IC_i`` are immutable: frozen dataclasses of fixed tensors (a goal state, a frozen position
+probe, a region), with no parameters that any optimiser could change. The critic ``TC`` is the one trainable
+part: it predicts the discounted intrinsic cost still to come from a state (Sec. 3.3) and scores the end of
+a planning horizon. Every term maps predicted states ``(B, ..., T, D)`` to one energy per trajectory
+``(B, ...)``; leading dimensions (episodes, candidates) are kept.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
+from torch import nn
+
+from amia.world_model import mlp
 
 
 def horizon_weights(steps: int, final_weight: float, device=None) -> torch.Tensor:
@@ -36,11 +41,90 @@ class GoalDistance:
         return (per_step * horizon_weights(states.shape[-2], self.final_weight, states.device)).sum(-1)
 
 
-@dataclass(frozen=True)
-class Cost:
-    """Weighted sum of cost terms: ``terms`` maps a name to ``(weight, term)``."""
+def _per_episode(x: torch.Tensor, states: torch.Tensor, trailing: int) -> torch.Tensor:
+    """View ``x (B, *rest)`` so that it broadcasts against ``states (B, ..., *rest_of_states)``."""
+    return x.reshape(x.shape[0], *([1] * (states.dim() - 1 - trailing)), *x.shape[1:])
 
-    terms: dict
+
+@dataclass(frozen=True)
+class Position:
+    """A frozen linear read-out of the agent's pixel position from a state: ``[s, 1] @ weight``, weight ``(D+1, 2)``."""
+
+    weight: torch.Tensor
 
     def __call__(self, states: torch.Tensor) -> torch.Tensor:
-        return sum(w * term(states) for w, term in self.terms.values())
+        w = self.weight.to(states)
+        return states @ w[:-1] + w[-1]
+
+
+@dataclass(frozen=True)
+class ForbiddenRegion:
+    """``IC_forbid``: a hard-wired guardrail. For every step whose position (read by a frozen probe) lies inside the
+    rectangle ``(x0, y0, x1, y1)`` grown by ``margin`` px, the squared depth inside it; summed over the horizon."""
+
+    position: Position
+    rect: tuple[float, float, float, float]
+    margin: float = 3.0
+
+    def __call__(self, states: torch.Tensor) -> torch.Tensor:
+        p = self.position(states)
+        x0, y0, x1, y1 = self.rect
+        m = self.margin
+        depth = torch.stack([p[..., 0] - x0 + m, x1 + m - p[..., 0], p[..., 1] - y0 + m, y1 + m - p[..., 1]]).amin(0)
+        return depth.clamp_min(0).pow(2).sum(-1)
+
+
+@dataclass(frozen=True)
+class KeepAway:
+    """``IC_away``: the squared shortfall of the distance to a moving point below ``radius`` px, summed over the
+    horizon; ``point (B, T, 2)`` holds the point's positions at the horizon's steps."""
+
+    position: Position
+    point: torch.Tensor
+    radius: float = 12.0
+
+    def __call__(self, states: torch.Tensor) -> torch.Tensor:
+        p = self.position(states)
+        d = (p - _per_episode(self.point, p, 2)).norm(dim=-1)
+        return (self.radius - d).clamp_min(0).pow(2).sum(-1)
+
+
+class Critic(nn.Module):
+    """``TC(s, c)``: the discounted intrinsic cost expected from state ``s (B, D)`` on, under context ``c (B, K)``
+    (the goal's state): an MLP with a softplus output, since intrinsic costs are never negative."""
+
+    def __init__(self, state_dim: int, context_dim: int, hidden: int = 256, layers: int = 2):
+        super().__init__()
+        self.state_dim, self.context_dim = state_dim, context_dim
+        self.net = mlp([state_dim + context_dim] + [hidden] * layers + [1])
+
+    def forward(self, s: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        return nn.functional.softplus(self.net(torch.cat([s, context], dim=-1))).squeeze(-1)
+
+
+@dataclass(frozen=True)
+class CriticTerm:
+    """``TC_j`` as a cost term: the critic's value of the last predicted state of the horizon (Sec. 3.3)."""
+
+    critic: Critic
+    context: torch.Tensor  # (B, K)
+
+    def __call__(self, states: torch.Tensor) -> torch.Tensor:
+        last = states[..., -1, :]
+        ctx = _per_episode(self.context, last, 1).expand(*last.shape[:-1], self.context.shape[-1])
+        return self.critic(last, ctx)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """``C = sum_i u_i IC_i + sum_j v_j TC_j``: ``intrinsic`` and ``critic`` map names to ``(weight, term)``."""
+
+    intrinsic: dict = field(default_factory=dict)
+    critic: dict = field(default_factory=dict)
+
+    def __call__(self, states: torch.Tensor) -> torch.Tensor:
+        return self.intrinsic_energy(states) + sum(v * term(states) for v, term in self.critic.values())
+
+    def intrinsic_energy(self, states: torch.Tensor) -> torch.Tensor:
+        """``IC = sum_i u_i IC_i`` alone (what memory stores and the critic learns to predict)."""
+        return sum(u * term(states) for u, term in self.intrinsic.values())

@@ -15,7 +15,9 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from amia.actor.planners import PLANNERS, PlannerConfig, plan, shift
+from amia.actor.planners import PLANNERS, PlannerConfig
+from amia.agent import Agent
+from amia.configurator import TaskConfig, configure, moving_point
 from amia.cost import GoalDistance
 from amia.envs import STRICT_SUCCESS_RADIUS, SUCCESS_RADIUS, evaluation_set, make_world
 from amia.jepa import JEPA
@@ -23,9 +25,18 @@ from amia.jepa import JEPA
 
 @dataclass
 class EvalConfig:
-    """The standard protocol: ``episodes`` seeded start/goal pairs, ``max_steps`` steps each."""
+    """The standard protocol: ``episodes`` seeded start/goal pairs, ``max_steps`` steps each.
+
+    ``task`` names the configurator's task (reach, reach_avoid, keep_away); ``mode`` 2 plans with ``planner``,
+    1 acts with the distilled policy; ``policy_init`` starts every Mode-2 plan from the policy rolled through
+    the predictor; ``critic_weight`` adds the critic's value of the horizon's last state to the cost.
+    """
 
     planner: str = "gd"
+    task: str = "reach"
+    mode: int = 2
+    policy_init: bool = False
+    critic_weight: float = 0.0
     episodes: int = 200
     seed: int = 0
     max_steps: int = 200
@@ -48,11 +59,6 @@ def check_compatible(model: JEPA, env_id: str) -> None:
         raise GoalReachingError(f"the model was trained with {model.action_dim}-D actions, {env_id} has 2-D actions")
 
 
-@torch.no_grad()
-def encode(model: JEPA, obs: np.ndarray, device: torch.device) -> torch.Tensor:
-    return model.encoder(torch.from_numpy(obs).to(device))
-
-
 def make_cost(model: JEPA, goal_states: torch.Tensor, final_weight: float = 30.0) -> GoalDistance:
     """The intrinsic goal cost for goal states ``(B, D)`` (checked against the model's state size)."""
     d = model.cfg.encoder.dim
@@ -61,84 +67,147 @@ def make_cost(model: JEPA, goal_states: torch.Tensor, final_weight: float = 30.0
     return GoalDistance(goal_states, final_weight)
 
 
-def _start(model: JEPA, env_id: str, cfg: EvalConfig, episodes: int, device: torch.device):
-    """Frozen model, the world set to the first ``episodes`` start states, their goal cost and goal positions."""
+def task_episodes(env_id: str, task: TaskConfig, episodes: int, seed: int) -> dict[str, np.ndarray]:
+    """The seeded start/goal set of a task: the standard set, except that ``reach_avoid`` keeps only pairs whose
+    start and goal lie at least 4 px outside the forbidden region (so the task can be solved)."""
+    if not task.forbid_weight:
+        return evaluation_set(env_id, episodes, seed)
+    x0, y0, x1, y1 = task.region
+    for factor in (2, 4, 8):
+        pairs = evaluation_set(env_id, episodes * factor, seed)
+        ok = np.ones(episodes * factor, dtype=bool)
+        for key in ("start", "goal"):
+            p = pairs[key][:, :2]
+            ok &= ~((p[:, 0] > x0 - 4) & (p[:, 0] < x1 + 4) & (p[:, 1] > y0 - 4) & (p[:, 1] < y1 + 4))
+        if ok.sum() >= episodes:
+            idx = np.flatnonzero(ok)[:episodes]
+            return {k: v[idx] for k, v in pairs.items()}
+    raise GoalReachingError(f"could not draw {episodes} start/goal pairs outside the region {task.region}")
+
+
+def inside_region(positions: np.ndarray, region: tuple[float, float, float, float]) -> np.ndarray:
+    """Whether each position ``(..., 2)`` lies inside the rectangle ``(x0, y0, x1, y1)``."""
+    x0, y0, x1, y1 = region
+    return (positions[..., 0] > x0) & (positions[..., 0] < x1) & (positions[..., 1] > y0) & (positions[..., 1] < y1)
+
+
+def make_agent(model: JEPA, env_id: str, cfg: EvalConfig, device: torch.device, parts: dict | None = None) -> Agent:
+    """The agent the protocol runs: the frozen model, the configured planner, and the run's policy, critic and probe."""
     model = model.to(device).eval().requires_grad_(False)
-    pairs = evaluation_set(env_id, episodes, cfg.seed)
-    world, goal_world = make_world(env_id, episodes), make_world(env_id, episodes)
-    obs, _ = world.set_state(pairs["start"].astype(np.float64))
-    goal_obs, _ = goal_world.set_state(pairs["goal"].astype(np.float64))
-    cost = make_cost(model, encode(model, goal_obs, device), cfg.final_weight)
-    return model, world, obs, cost, pairs["goal"][:, :2]
+    parts = {k: (v.to(device) if isinstance(v, torch.nn.Module) else v) for k, v in (parts or {}).items()}
+    return Agent(model, planner=cfg.planner, planning=cfg.planning, bound=make_world(env_id, 1).spec.max_step, **parts)
 
 
 def run_episodes(model: JEPA, env_id: str, cfg: EvalConfig, device: torch.device | str = "cpu",
-                 progress: bool = True, record: int = 0) -> dict:
-    """Run the protocol; returns per-episode arrays (final distances, ever-within-strict) and optional traces.
+                 progress: bool = True, record: int = 0, parts: dict | None = None) -> dict:
+    """Run the protocol; returns per-episode arrays (final distances, ever-within-strict, true positions) and
+    optional traces. ``parts``: the run's ``policy``, ``critic`` and ``position`` probe (from ``amia distill``).
 
     ``record`` keeps, for that many episodes, the frames, goal positions and each plan's predicted states.
     """
     if cfg.planner not in PLANNERS:
         raise GoalReachingError(f"unknown planner {cfg.planner!r}; known: {', '.join(PLANNERS)}")
     check_compatible(model, env_id)
+    task = eval_task(cfg)
     device = torch.device(device)
-    model, world, obs, cost, goal_xy = _start(model, env_id, cfg, cfg.episodes, device)
-    bound = world.spec.max_step
+    agent = make_agent(model, env_id, cfg, device, parts)
+    pairs = task_episodes(env_id, task, cfg.episodes, cfg.seed)
+    world, goal_world = make_world(env_id, cfg.episodes), make_world(env_id, cfg.episodes)
+    world.set_state(pairs["start"].astype(np.float64))
+    goal_obs, _ = goal_world.set_state(pairs["goal"].astype(np.float64))
+    goal_xy = pairs["goal"][:, :2]
+    point = None
+    if task.away_weight:
+        horizon = task.horizon or cfg.planning.horizon
+        point = moving_point(goal_xy, pairs["start"][:, :2], task.point_speed, cfg.max_steps + horizon + 1)
+    with tqdm(total=cfg.max_steps, desc=f"eval {cfg.planner if task.mode == 2 else 'policy'}", unit="step",
+              disable=not progress) as bar:
+        out = agent.run(world, goal_obs, task, cfg.max_steps, cfg.replan_every, seed=cfg.seed,
+                        policy_init=cfg.policy_init, point=point, record=record, progress=bar.update)
+    dist = np.linalg.norm(out["positions"] - goal_xy[:, None], axis=-1)
+    result = {"final_distance": dist[:, -1], "ever_strict": (dist[:, 1:] < STRICT_SUCCESS_RADIUS).any(1),
+              "goal_xy": goal_xy, "positions": out["positions"], "trace": out["trace"] if record else None,
+              "success": dist[:, -1] < SUCCESS_RADIUS}
+    if task.forbid_weight:
+        inside = inside_region(out["positions"][:, 1:], task.region)
+        result["steps_inside"] = inside.sum(1)
+        result["success"] = result["success"] & (result["steps_inside"] == 0)
+    if task.away_weight:
+        gap = np.linalg.norm(out["positions"] - point[:, : cfg.max_steps + 1], axis=-1)
+        result["min_point_distance"] = gap.min(1)
+        result["success"] = result["min_point_distance"] >= task.away_radius
+    return result
+
+
+def eval_task(cfg: EvalConfig) -> TaskConfig:
+    """The configurator's task for this protocol run (mode, critic weight and final weight from ``cfg``)."""
+    return configure(cfg.task, mode=cfg.mode, final_weight=cfg.final_weight, critic_weight=cfg.critic_weight,
+                     horizon=cfg.planning.horizon)
+
+
+def timing(model: JEPA, env_id: str, cfg: EvalConfig, device: torch.device | str = "cpu",
+           parts: dict | None = None) -> dict:
+    """Wall time of one episode at batch size 1: ``ms_per_plan_median`` (median of the warm re-planning calls in
+    Mode-2, of the policy's actions in Mode-1, perception included) and ``ms_per_action_mean`` (all decision time
+    over all actions: Mode-2's re-planning amortised over the ``replan_every`` actions it serves)."""
+    device = torch.device(device)
+    task = eval_task(cfg)
+    agent = make_agent(model, env_id, cfg, device, parts)
+    pairs = task_episodes(env_id, task, 1, cfg.seed)
+    world, goal_world = make_world(env_id, 1), make_world(env_id, 1)
+    obs, _ = world.set_state(pairs["start"].astype(np.float64))
+    goal = agent.perceive(goal_world.set_state(pairs["goal"].astype(np.float64))[0])
+    if task.away_weight:
+        raise GoalReachingError("timing the keep-away task is not supported; time the reach task")
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    actions = torch.zeros(cfg.episodes, cfg.planning.horizon, 2, device=device)
-    ever_strict = np.zeros(cfg.episodes, dtype=bool)
-    trace = {"frames": [], "plans": []} if record else None
-    bar = tqdm(total=cfg.max_steps, desc=f"eval {cfg.planner}", unit="step", disable=not progress)
-    for t in range(cfg.max_steps):
-        k = t % cfg.replan_every
-        if k == 0:
-            s0 = encode(model, obs, device)
-            init = shift(actions, cfg.replan_every) if t else actions
-            result = plan(cfg.planner, model.predictor.rollout, cost, s0, init, bound, cfg.planning,
-                          warm=t > 0, generator=gen)
-            actions = result.actions
-            if record:
-                trace["plans"].append(model.predictor.rollout(s0[:record], actions[:record]).cpu())
-        obs, info = world.step(actions[:, k].cpu().numpy())
-        dist = np.linalg.norm(info["state"][:, :2] - goal_xy, axis=1)
-        ever_strict |= dist < STRICT_SUCCESS_RADIUS
-        if record:
-            trace["frames"].append(obs[:record])
-        bar.update(1)
-    bar.close()
-    return {"final_distance": dist, "ever_strict": ever_strict, "goal_xy": goal_xy, "trace": trace}
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    per_call, total, actions = [], 0.0, None
+    steps = (cfg.timing_calls + 1) * cfg.replan_every
+    for t in range(steps):
+        sync()
+        t0 = time.perf_counter()
+        with torch.inference_mode(task.mode == 1):
+            s = agent.perceive(obs)
+            if task.mode == 1:
+                a = agent.act(s, goal)
+            else:
+                if t % cfg.replan_every == 0:
+                    actions = agent.plan(task, s, goal, actions, cfg.replan_every, cfg.policy_init, gen)
+                a = actions[:, t % cfg.replan_every]
+        sync()
+        dt = time.perf_counter() - t0
+        if t >= cfg.replan_every:  # the first re-planning period is the cold start
+            total += dt
+            if task.mode == 1 or t % cfg.replan_every == 0:
+                per_call.append(dt)
+        obs, _ = world.step(a.detach().cpu().numpy())
+    return {"ms_per_plan_median": round(1000 * statistics.median(per_call), 3),
+            "ms_per_action_mean": round(1000 * total / (steps - cfg.replan_every), 3)}
 
 
 def time_per_plan(model: JEPA, env_id: str, cfg: EvalConfig, device: torch.device | str = "cpu") -> float:
     """Median wall time (ms) of one warm-started re-planning call for one episode (batch size 1)."""
-    device = torch.device(device)
-    model, world, obs, cost, _ = _start(model, env_id, cfg, 1, device)
-    gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    actions = torch.zeros(1, cfg.planning.horizon, 2, device=device)
-    times = []
-    for i in range(cfg.timing_calls + 1):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        s0 = encode(model, obs, device)
-        actions = plan(cfg.planner, model.predictor.rollout, cost, s0, shift(actions, cfg.replan_every) if i else actions,
-                       world.spec.max_step, cfg.planning, warm=i > 0, generator=gen).actions
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        if i:  # the first call is the cold start
-            times.append(time.perf_counter() - t0)
-        for k in range(cfg.replan_every):
-            obs, _ = world.step(actions[:, k].cpu().numpy())
-    return 1000 * statistics.median(times)
+    return timing(model, env_id, cfg, device)["ms_per_plan_median"]
 
 
 def evaluate(model: JEPA, env_id: str, cfg: EvalConfig, device: torch.device | str = "cpu",
-             progress: bool = True) -> dict:
-    """The standard goal-reaching protocol's summary for one planner."""
-    out = run_episodes(model, env_id, cfg, device, progress)
+             progress: bool = True, parts: dict | None = None) -> dict:
+    """The protocol's summary for one planner (or the policy, in Mode-1) on one task."""
+    out = run_episodes(model, env_id, cfg, device, progress, parts=parts)
     d = out["final_distance"]
-    return {"env": env_id, "planner": cfg.planner, "episodes": cfg.episodes, "seed": cfg.seed,
-            "success_rate": float(np.mean(d < SUCCESS_RADIUS)),
-            "strict_success_rate": float(np.mean(out["ever_strict"])),
-            "mean_final_distance_px": float(np.mean(d)),
-            "ms_per_plan_median": round(time_per_plan(model, env_id, cfg, device), 2) if cfg.timing_calls else None}
+    r = {"env": env_id, "task": cfg.task, "mode": cfg.mode, "planner": cfg.planner if cfg.mode == 2 else "policy",
+         "policy_init": cfg.policy_init, "critic_weight": cfg.critic_weight, "horizon": cfg.planning.horizon,
+         "episodes": cfg.episodes, "seed": cfg.seed,
+         "success_rate": float(np.mean(out["success"])),
+         "strict_success_rate": float(np.mean(out["ever_strict"])),
+         "mean_final_distance_px": float(np.mean(d))}
+    if "steps_inside" in out:
+        r["region_entry_rate"] = float(np.mean(out["steps_inside"] > 0))
+        r["steps_inside_region"] = int(out["steps_inside"].sum())
+    if "min_point_distance" in out:
+        r["mean_min_point_distance_px"] = float(np.mean(out["min_point_distance"]))
+    if cfg.timing_calls and "min_point_distance" not in out:
+        r.update(timing(model, env_id, cfg, device, parts))
+    else:
+        r.update(ms_per_plan_median=None, ms_per_action_mean=None)
+    return r

@@ -1,0 +1,168 @@
+"""The agent's own learning loop (Sec. 3.1.3, 3.3): compile Mode-2 into a Mode-1 policy, train the critic from memory.
+
+Round 0 acts in Mode-2 and labels every visited state with the action it planned there. Each later round acts
+with the current policy (Mode-1) on fresh episodes and labels the states *it* visits with Mode-2's first
+action, planned from there (initialised by the policy); the policy is refitted on every label so far (act,
+plan, distil: the DAgger form of Sec. 3.1.3). Every perceived state goes to the short-term memory with its
+intrinsic cost; the critic is then fitted to the discounted intrinsic cost observed later, read from memory
+only (never from the dataset file). Training episodes use their own start/goal seeds, never the
+evaluation seed.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from amia.actor.policy import Policy, PolicyConfig, fit_policy
+from amia.agent import Agent
+from amia.checkpoint import atomic_write_text, load_weights, read_checkpoint, save_checkpoint
+from amia.configurator import configure
+from amia.cost import Critic, Position
+from amia.diagnostics import fit_position_probe
+from amia.envs import evaluation_set, make_world
+from amia.memory import ShortTermMemory
+from amia.provenance import git_revision
+from amia.train import load_model
+
+POLICY_FILE, CRITIC_FILE, PROBE_FILE = "policy.safetensors", "critic.safetensors", "probe.safetensors"
+
+
+@dataclass
+class CriticConfig:
+    """The critic's size, discount and fitting schedule."""
+
+    hidden: int = 256
+    layers: int = 2
+    gamma: float = 0.97
+    steps: int = 3000
+    batch_size: int = 512
+    lr: float = 1e-3
+
+
+@dataclass
+class DistillConfig:
+    """``rounds`` of ``episodes`` training episodes of ``steps`` steps each (start/goal seeds ``seed``, ``seed + 1``...)."""
+
+    rounds: int = 3
+    episodes: int = 200
+    steps: int = 200
+    seed: int = 1
+    replan_every: int = 4
+    memory_capacity: int = 100_000
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    critic: CriticConfig = field(default_factory=CriticConfig)
+
+
+def fit_critic(critic: Critic, states: torch.Tensor, contexts: torch.Tensor, targets: torch.Tensor,
+               cfg: CriticConfig, seed: int = 0) -> list[float]:
+    """Regress ``TC(s, c)`` onto discounted intrinsic costs (Sec. 3.3) with Adam; returns the losses."""
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(critic.parameters(), lr=cfg.lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
+    losses = []
+    critic.train()
+    for _ in range(cfg.steps):
+        idx = torch.randint(states.shape[0], (min(cfg.batch_size, states.shape[0]),), generator=g)
+        loss = (critic(states[idx], contexts[idx]) - targets[idx]).pow(2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+    critic.eval()
+    return losses
+
+
+def start_episodes(env_id: str, episodes: int, seed: int):
+    """A batched world at the start states of a seeded start/goal set, and its goal frames."""
+    pairs = evaluation_set(env_id, episodes, seed)
+    world, goal_world = make_world(env_id, episodes), make_world(env_id, episodes)
+    world.set_state(pairs["start"].astype(np.float64))
+    goal_obs, _ = goal_world.set_state(pairs["goal"].astype(np.float64))
+    return world, goal_obs, pairs
+
+
+def distill(run_dir: str | Path, cfg: DistillConfig, agent_settings: dict | None = None,
+            progress: bool = True) -> dict:
+    """Train the policy and critic of a run; saves ``policy``, ``critic`` and ``probe`` files and ``distill.json``."""
+    run_dir = Path(run_dir)
+    model, saved = load_model(run_dir)
+    env_id = saved["env_id"]
+    dim = model.cfg.encoder.dim
+    torch.manual_seed(cfg.seed)
+    data = Path(saved.get("data") or run_dir / "data.h5")
+    if not data.exists():
+        raise FileNotFoundError(f"{data}: the run's trajectory file (needed for the position probe) is missing")
+    position = Position(fit_position_probe(model, data, torch.device("cpu")).weight.float())
+    world = make_world(env_id, 1)
+    policy = Policy(cfg.policy, dim, dim, model.action_dim, world.spec.max_step)
+    memory = ShortTermMemory(cfg.memory_capacity, dim, dim)
+    agent = Agent(model, bound=world.spec.max_step, position=position, memory=memory, **(agent_settings or {}))
+    data: dict[str, list[torch.Tensor]] = {"state": [], "context": [], "action": []}
+    history, t0 = [], time.time()
+    for r in range(cfg.rounds):
+        world, goal_obs, pairs = start_episodes(env_id, cfg.episodes, cfg.seed + r)
+        agent.policy = policy if r else None
+        task = configure("reach", mode=1 if r else 2)
+        with tqdm(total=cfg.steps, desc=f"distill round {r + 1}/{cfg.rounds}", unit="step", disable=not progress) as bar:
+            out = agent.run(world, goal_obs, task, cfg.steps, cfg.replan_every, seed=cfg.seed + r, label=True,
+                            episode_ids=np.arange(cfg.episodes) + r * cfg.episodes, progress=bar.update)
+        for k in data:
+            data[k].append(out["labels"][k])
+        final = np.linalg.norm(out["positions"][:, -1] - pairs["goal"][:, :2], axis=1)
+        losses = fit_policy(policy, *(torch.cat(data[k]) for k in ("state", "context", "action")), seed=cfg.seed + r)
+        history.append({"round": r, "behaviour": "mode2" if r == 0 else "mode1", "labels": int(sum(len(x) for x in data["state"])),
+                        "behaviour_success": float(np.mean(final < 4.5)), "policy_loss": float(np.mean(losses[-100:]))})
+        if progress:
+            print(json.dumps(history[-1]), flush=True)
+    replay = memory.discounted_costs(cfg.critic.gamma)
+    critic = Critic(dim, dim, cfg.critic.hidden, cfg.critic.layers)
+    closs = fit_critic(critic, replay["state"], replay["context"], replay["target"], cfg.critic, seed=cfg.seed)
+    meta = {"env_id": env_id, "state_dim": dim, "action_dim": model.action_dim, "bound": world.spec.max_step}
+    save_checkpoint(run_dir / POLICY_FILE, policy, None, {**meta, "policy": cfg.policy.__dict__})
+    save_checkpoint(run_dir / CRITIC_FILE, critic, None, {**meta, "critic": cfg.critic.__dict__})
+    save_checkpoint(run_dir / PROBE_FILE, _ProbeWeights(position.weight), None, meta)
+    summary = {"run": str(run_dir), "rounds": history, "memory_entries": len(memory), "memory_writes": memory.writes,
+               "critic_examples": int(replay["target"].numel()), "critic_loss": float(np.mean(closs[-100:])),
+               "seconds": round(time.time() - t0, 1), "git_rev": git_revision(),
+               "config": json.loads(json.dumps(cfg, default=lambda o: o.__dict__))}
+    atomic_write_text(run_dir / "distill.json", json.dumps(summary, indent=2))
+    return summary
+
+
+class _ProbeWeights(torch.nn.Module):
+    """The frozen position probe as a buffer (not a parameter), so it is saved like every other artefact."""
+
+    def __init__(self, weight: torch.Tensor):
+        super().__init__()
+        self.register_buffer("weight", weight.clone())
+
+
+def load_parts(run_dir: str | Path, state_dim: int) -> dict:
+    """The policy, critic and position probe of a run, where ``amia distill`` made them (``None`` otherwise)."""
+    run_dir = Path(run_dir)
+    parts: dict = {"policy": None, "critic": None, "position": None}
+    if (run_dir / PROBE_FILE).exists():
+        tensors, _, _ = read_checkpoint(run_dir / PROBE_FILE)
+        parts["position"] = Position(tensors["model/weight"])
+    if (run_dir / POLICY_FILE).exists():
+        tensors, meta, _ = read_checkpoint(run_dir / POLICY_FILE)
+        policy = Policy(PolicyConfig(**meta["policy"]), meta["state_dim"], meta["state_dim"], meta["action_dim"], meta["bound"])
+        load_weights(policy, tensors, run_dir / POLICY_FILE)
+        parts["policy"] = policy.eval()
+    if (run_dir / CRITIC_FILE).exists():
+        tensors, meta, _ = read_checkpoint(run_dir / CRITIC_FILE)
+        critic = Critic(meta["state_dim"], meta["state_dim"], meta["critic"]["hidden"], meta["critic"]["layers"])
+        load_weights(critic, tensors, run_dir / CRITIC_FILE)
+        parts["critic"] = critic.eval()
+    for name in ("policy", "critic"):
+        if parts[name] is not None and parts[name].state_dim != state_dim:
+            raise ValueError(f"{run_dir}: the {name} expects {parts[name].state_dim}-D states, the model gives {state_dim}")
+    return parts

@@ -1,0 +1,119 @@
+"""Short-term memory (Sec. 3, Fig. 2; Sec. 4.9): what the agent perceived and imagined, with its intrinsic cost.
+
+Each entry is ``(episode, t, s[t], IC(s[t]), context, imagined)``: the episode it belongs to, its time step,
+the state, the intrinsic energy the cost module gave it, the task context it was seen under (the goal's
+state for goal reaching) and whether it was perceived or imagined. Memory is a ring buffer of fixed
+capacity: writes are batched, and the oldest entries are overwritten once it is full.
+
+Retrieval is by time (``read_time``) and by key similarity in the key-value form of Sec. 4.9
+(``read``): ``Mem(q) = sum_j c_j v_j`` with ``c = softmax(-|k_j - q|^2 / temperature)``, the keys being
+the stored states and the values their intrinsic costs. The critic is trained from memory
+(``discounted_costs``), never from the dataset file (Sec. 3.3).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+class ShortTermMemory:
+    """Bounded store of ``(episode, t, s, IC(s), context, imagined)`` entries, all tensors on one device."""
+
+    def __init__(self, capacity: int, state_dim: int, context_dim: int = 0, device: torch.device | str = "cpu"):
+        if capacity < 1:
+            raise ValueError(f"memory capacity must be at least 1, got {capacity}")
+        self.capacity, self.state_dim, self.context_dim = capacity, state_dim, context_dim
+        dev = torch.device(device)
+        self.episode = torch.zeros(capacity, dtype=torch.long, device=dev)
+        self.t = torch.zeros(capacity, dtype=torch.long, device=dev)
+        self.state = torch.zeros(capacity, state_dim, device=dev)
+        self.cost = torch.zeros(capacity, device=dev)
+        self.context = torch.zeros(capacity, context_dim, device=dev)
+        self.imagined = torch.zeros(capacity, dtype=torch.bool, device=dev)
+        self.size, self._next, self.writes = 0, 0, 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def write(self, episode: torch.Tensor, t: torch.Tensor | int, state: torch.Tensor, cost: torch.Tensor,
+              context: torch.Tensor | None = None, imagined: bool = False) -> None:
+        """Store ``N`` entries at once: ``episode (N,)``, ``t (N,)`` or one int, ``state (N, D)``, ``cost (N,)``,
+        ``context (N, K)``. Beyond capacity the oldest entries are overwritten."""
+        n = state.shape[0]
+        if state.dim() != 2 or state.shape[1] != self.state_dim:
+            raise ValueError(f"memory expects states of shape (N, {self.state_dim}), got {tuple(state.shape)}")
+        if cost.shape != (n,) or episode.shape != (n,):
+            raise ValueError(f"episode and cost should have shape ({n},), got {tuple(episode.shape)} and {tuple(cost.shape)}")
+        if self.context_dim and (context is None or tuple(context.shape) != (n, self.context_dim)):
+            got = None if context is None else tuple(context.shape)
+            raise ValueError(f"memory expects a context of shape ({n}, {self.context_dim}), got {got}")
+        if n > self.capacity:  # only the newest ``capacity`` survive
+            keep = slice(n - self.capacity, n)
+            episode, state, cost = episode[keep], state[keep], cost[keep]
+            t = t[keep] if torch.is_tensor(t) else t
+            context = context[keep] if context is not None else None
+            n = self.capacity
+        idx = (self._next + torch.arange(n, device=self.state.device)) % self.capacity
+        self.episode[idx] = episode.to(self.episode.device)
+        self.t[idx] = t.to(self.t.device) if torch.is_tensor(t) else t
+        self.state[idx] = state.detach().to(self.state)
+        self.cost[idx] = cost.detach().to(self.cost)
+        if self.context_dim:
+            self.context[idx] = context.detach().to(self.context)
+        self.imagined[idx] = imagined
+        self._next = (self._next + n) % self.capacity
+        self.size = min(self.capacity, self.size + n)
+        self.writes += n
+
+    def entries(self) -> dict[str, torch.Tensor]:
+        """Every stored entry (in no particular order) as a dict of tensors."""
+        k = self.size
+        return {"episode": self.episode[:k], "t": self.t[:k], "state": self.state[:k], "cost": self.cost[:k],
+                "context": self.context[:k], "imagined": self.imagined[:k]}
+
+    def read_time(self, start: int, stop: int, imagined: bool | None = None) -> dict[str, torch.Tensor]:
+        """Entries with ``start <= t < stop`` (optionally only perceived or only imagined ones)."""
+        e = self.entries()
+        mask = (e["t"] >= start) & (e["t"] < stop)
+        if imagined is not None:
+            mask &= e["imagined"] == imagined
+        return {k: v[mask] for k, v in e.items()}
+
+    def read(self, query: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        """Key-value retrieval (Sec. 4.9): ``(Q, D)`` queries -> ``(Q,)`` similarity-weighted stored costs."""
+        if self.size == 0:
+            raise ValueError("read from an empty memory")
+        keys = self.state[: self.size]
+        c = torch.softmax(-torch.cdist(query.to(keys), keys).pow(2) / temperature, dim=1)
+        return c @ self.cost[: self.size]
+
+    def discounted_costs(self, gamma: float, imagined: bool = False) -> dict[str, torch.Tensor]:
+        """For every stored entry with a stored successor, the normalised discounted intrinsic cost observed from
+        it on: ``G[t] = (1 - gamma) * sum_k gamma^k IC(s[t + k])`` over the entries of its episode still in
+        memory (the last one stands for the rest of the episode). Returns ``state``, ``context`` and ``target``.
+        """
+        e = self.entries()
+        keep = e["imagined"] == imagined
+        e = {k: v[keep] for k, v in e.items()}
+        if e["t"].numel() == 0:
+            raise ValueError("memory holds no entries to train the critic from")
+        order = torch.argsort(e["episode"] * (int(e["t"].max()) + 1) + e["t"])
+        e = {k: v[order] for k, v in e.items()}
+        ep, t, c = e["episode"], e["t"], e["cost"]
+        n = ep.numel()
+        idx = torch.arange(n, device=ep.device)
+        cont = torch.zeros(n, dtype=torch.bool, device=ep.device)  # the next entry is this one's successor
+        cont[:-1] = (ep[1:] == ep[:-1]) & (t[1:] == t[:-1] + 1)
+        # pointer jumping: acc[i] sums gamma^k c[i + k] over the cnt[i] entries covered so far; ptr[i] is the
+        # first entry not yet covered (n, a sentinel, once the run's last entry is in)
+        acc = torch.cat([c, c.new_zeros(1)])
+        cnt = torch.cat([torch.ones(n, dtype=torch.long, device=ep.device), idx.new_zeros(1)])
+        ptr = torch.cat([torch.where(cont, idx + 1, torch.full_like(idx, n)), idx.new_full((1,), n)])
+        while bool((ptr[:n] != n).any()):
+            active = ptr != n
+            acc = torch.where(active, acc + gamma ** cnt.to(c.dtype) * acc[ptr], acc)
+            cnt, ptr = torch.where(active, cnt + cnt[ptr], cnt), torch.where(active, ptr[ptr], ptr)
+        acc, cnt = acc[:n], cnt[:n]
+        last = idx + cnt - 1  # the run's last stored entry stands for the rest of the episode: its cost forever
+        ret = acc + gamma ** cnt.to(c.dtype) * c[last] / (1 - gamma)
+        return {"state": e["state"], "context": e["context"], "target": (1 - gamma) * ret}

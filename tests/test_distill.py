@@ -1,0 +1,91 @@
+"""`amia distill` and Mode-1 / task evaluation end to end on a tiny run (seconds on two cores)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from amia.actor.planners import PlannerConfig
+from amia.cli import main as cli_main
+from amia.data.collect import CollectConfig, collect
+from amia.distill import DistillConfig, distill, load_parts
+from amia.actor.policy import PolicyConfig
+from amia.distill import CriticConfig
+from amia.evaluate import EvalConfig, evaluate
+from amia.jepa import JEPAConfig
+from amia.perception import EncoderConfig
+from amia.train import TrainConfig, load_model, train
+from amia.world_model import PredictorConfig
+
+ENV = "amia/TwoRooms-v0"
+SMALL_PLAN = PlannerConfig(horizon=4, iterations=2, warm_iterations=1, restarts=2, samples=8, elites=2)
+CFG = DistillConfig(rounds=2, episodes=4, steps=8, policy=PolicyConfig(hidden=16, layers=1, steps=20, batch_size=16),
+                    critic=CriticConfig(hidden=16, layers=1, steps=20, batch_size=16))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def restore_threads():
+    before = torch.get_num_threads()
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def distilled(tmp_path_factory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("distill")
+    collect(ENV, root / "data.h5", CollectConfig(episodes=8, steps=20, batch=8), progress=False)
+    cfg = TrainConfig(steps=4, batch_size=8, window=4, val_every=0, log_every=2, checkpoint_every=2, diag_windows=16,
+                      threads=1, jepa=JEPAConfig(encoder=EncoderConfig(dim=8, channels=(4, 8), downsample=4),
+                                                 predictor=PredictorConfig(hidden=16)))
+    run = root / "run"
+    train(ENV, run, cfg, data=str(root / "data.h5"), progress=False)
+    summary = distill(run, CFG, agent_settings={"planning": SMALL_PLAN}, progress=False)
+    return run, summary
+
+
+def test_distill_writes_policy_critic_probe_and_a_summary(distilled):
+    run, summary = distilled
+    for name in ("policy.safetensors", "critic.safetensors", "probe.safetensors", "distill.json"):
+        assert (run / name).exists()
+    assert json.loads((run / "distill.json").read_text())["rounds"] == summary["rounds"]
+    # round 0 labels every Mode-2 step (4 x 8); round 1 labels Mode-1's states every replan_every=4 steps (4 x 2)
+    assert [r["labels"] for r in summary["rounds"]] == [32, 40]
+    # the critic learned from memory: every perceived state of both rounds, and nothing else
+    assert summary["memory_writes"] == 2 * 4 * 8 == summary["memory_entries"] == summary["critic_examples"]
+    parts = load_parts(run, 8)
+    assert parts["policy"] is not None and parts["critic"] is not None and parts["position"].weight.shape == (9, 2)
+    with pytest.raises(ValueError, match="expects 8-D states, the model gives 16"):
+        load_parts(run, 16)
+
+
+def test_mode1_policy_init_critic_and_tasks_evaluate(distilled):
+    run, _ = distilled
+    model, _ = load_model(run)
+    parts = load_parts(run, 8)
+    base = EvalConfig(episodes=3, max_steps=6, replan_every=2, timing_calls=2, planning=SMALL_PLAN)
+    m1 = evaluate(model, ENV, EvalConfig(**{**base.__dict__, "mode": 1}), progress=False, parts=parts)
+    assert m1["planner"] == "policy" and m1["ms_per_plan_median"] > 0 and m1["ms_per_action_mean"] > 0
+    m2 = evaluate(model, ENV, EvalConfig(**{**base.__dict__, "policy_init": True, "critic_weight": 1.0}),
+                  progress=False, parts=parts)
+    assert m2["planner"] == "gd" and 0 <= m2["success_rate"] <= 1
+    avoid = evaluate(model, ENV, EvalConfig(**{**base.__dict__, "task": "reach_avoid"}), progress=False, parts=parts)
+    assert {"region_entry_rate", "steps_inside_region"} <= set(avoid)
+    away = evaluate(model, ENV, EvalConfig(**{**base.__dict__, "task": "keep_away"}), progress=False, parts=parts)
+    assert away["mean_min_point_distance_px"] >= 0
+
+
+def test_cli_mode1_needs_a_distilled_policy(distilled, tmp_path, capsys):
+    run, _ = distilled
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("checkpoint.safetensors", "config.json"):
+        shutil.copy(run / name, bare / name)
+    assert cli_main(["eval", "--run", str(bare), "--mode", "1", "--episodes", "2"]) == 2
+    assert "amia distill" in capsys.readouterr().err
+    assert cli_main(["eval", "--run", str(run), "--mode", "1", "--episodes", "2", "max_steps=4", "timing_calls=1",
+                     "--quiet"]) == 0
+    assert "policy" in capsys.readouterr().out

@@ -1,0 +1,72 @@
+"""Short-term memory: bounded capacity, retrieval by time and by key, discounted costs by hand."""
+
+import pytest
+import torch
+
+from amia.memory import ShortTermMemory
+
+
+def test_memory_stays_within_capacity_over_a_100k_step_run():
+    mem = ShortTermMemory(capacity=5000, state_dim=4, context_dim=2)
+    episodes = 50
+    for t in range(100_000 // episodes):  # 100,000 entries, written 50 at a time as an agent loop would
+        s = torch.full((episodes, 4), float(t))
+        mem.write(torch.arange(episodes), t, s, torch.ones(episodes), torch.zeros(episodes, 2))
+        assert len(mem) <= 5000
+    assert len(mem) == 5000 and mem.writes == 100_000
+    assert mem.state.shape == (5000, 4)  # storage never grew
+    kept = mem.entries()["t"]
+    assert kept.min().item() == 100_000 // episodes - 100 and kept.max().item() == 100_000 // episodes - 1  # the newest
+
+
+def test_a_write_larger_than_capacity_keeps_the_newest():
+    mem = ShortTermMemory(capacity=3, state_dim=1)
+    mem.write(torch.zeros(5, dtype=torch.long), torch.arange(5), torch.arange(5.0)[:, None], torch.arange(5.0))
+    assert sorted(mem.entries()["t"].tolist()) == [2, 3, 4]
+
+
+def test_read_by_time_and_by_key():
+    mem = ShortTermMemory(capacity=10, state_dim=2)
+    states = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    mem.write(torch.zeros(3, dtype=torch.long), torch.tensor([0, 1, 2]), states, torch.tensor([1.0, 2.0, 3.0]))
+    mem.write(torch.zeros(1, dtype=torch.long), 3, torch.zeros(1, 2), torch.tensor([9.0]), imagined=True)
+    got = mem.read_time(1, 3)
+    assert sorted(got["t"].tolist()) == [1, 2]
+    assert mem.read_time(0, 10, imagined=True)["cost"].tolist() == [9.0]
+    # key-value retrieval (Sec. 4.9): a query at a stored key with a sharp temperature returns that key's value
+    assert mem.read(torch.tensor([[10.0, 0.0]]), temperature=0.1).item() == pytest.approx(2.0)
+    # halfway between two keys far from the others (two of them at the origin): the mean of those two values
+    q = torch.tensor([[5.0, 5.0]])
+    w = torch.softmax(-torch.cdist(q, mem.state[:4]).pow(2) / 50.0, dim=1)
+    assert mem.read(q, temperature=50.0).item() == pytest.approx(float(w @ mem.cost[:4]))
+
+
+def test_discounted_costs_by_hand():
+    mem = ShortTermMemory(capacity=10, state_dim=2)
+    # episode 0: t = 0..3 with costs 1, 2, 3, 4; episode 1: t = 5, 6 with costs 10, 0; written out of order
+    mem.write(torch.tensor([1, 0, 0]), torch.tensor([6, 2, 0]), torch.randn(3, 2), torch.tensor([0.0, 3.0, 1.0]))
+    mem.write(torch.tensor([0, 1, 0]), torch.tensor([3, 5, 1]), torch.randn(3, 2), torch.tensor([4.0, 10.0, 2.0]))
+    out = mem.discounted_costs(gamma=0.5)
+    # (1 - g) * (c_t + g c_t+1 + ... + g^k c_last / (1 - g)): the last entry stands for the rest of its episode
+    # t=3: 4; t=2: .5 * (3 + .5 * 8) = 3.5; t=1: .5 * (2 + 1.5 + .25 * 8) = 2.75; t=0: .5 * (1 + 1 + .75 + 1) = 1.875
+    expected = torch.tensor([1.875, 2.75, 3.5, 4.0, 5.0, 0.0])
+    assert torch.allclose(out["target"], expected)
+
+
+def test_a_gap_in_time_ends_a_run():
+    mem = ShortTermMemory(capacity=10, state_dim=1)
+    mem.write(torch.zeros(3, dtype=torch.long), torch.tensor([0, 1, 5]), torch.zeros(3, 1), torch.tensor([1.0, 1.0, 7.0]))
+    out = mem.discounted_costs(gamma=0.5)
+    assert torch.allclose(out["target"], torch.tensor([1.0, 1.0, 7.0]))  # t=5 is not t=1's successor
+
+
+def test_bad_writes_are_clear_errors():
+    mem = ShortTermMemory(capacity=4, state_dim=3, context_dim=2)
+    with pytest.raises(ValueError, match=r"states of shape \(N, 3\)"):
+        mem.write(torch.zeros(2, dtype=torch.long), 0, torch.zeros(2, 4), torch.zeros(2), torch.zeros(2, 2))
+    with pytest.raises(ValueError, match=r"context of shape \(2, 2\)"):
+        mem.write(torch.zeros(2, dtype=torch.long), 0, torch.zeros(2, 3), torch.zeros(2))
+    with pytest.raises(ValueError, match="capacity"):
+        ShortTermMemory(0, 3)
+    with pytest.raises(ValueError, match="empty"):
+        mem.read(torch.zeros(1, 3))
