@@ -24,13 +24,19 @@ from amia.cost import Cost, Critic, CriticTerm, ForbiddenRegion, GoalDistance, K
 
 @dataclass
 class TaskConfig:
-    """Everything the configurator decides for one task (weights ``u_*`` of intrinsic terms, ``critic_weight`` v)."""
+    """Everything the configurator decides for one task (weights ``u_*`` of intrinsic terms, ``critic_weight`` v).
+
+    ``has_region``: the task has a forbidden ``region`` (its episodes start and end outside it, and entering it
+    fails an episode); ``forbid_weight`` is the weight of the term that keeps the planner out (0: unconstrained).
+    ``horizon`` 0 keeps the planner's own horizon.
+    """
 
     name: str = "reach"
     mode: int = 2
-    horizon: int = 32
+    horizon: int = 0
     goal_weight: float = 1.0
     final_weight: float = 30.0
+    has_region: bool = False
     forbid_weight: float = 0.0
     region: tuple[float, float, float, float] = (38.0, 18.0, 50.0, 46.0)
     region_margin: float = 3.0
@@ -42,7 +48,7 @@ class TaskConfig:
 
 TASKS: dict[str, TaskConfig] = {
     "reach": TaskConfig(),
-    "reach_avoid": TaskConfig(name="reach_avoid", forbid_weight=1.0),
+    "reach_avoid": TaskConfig(name="reach_avoid", has_region=True, forbid_weight=1.0),
     "keep_away": TaskConfig(name="keep_away", goal_weight=0.0, away_weight=1.0),
 }
 

@@ -29,7 +29,8 @@ class EvalConfig:
 
     ``task`` names the configurator's task (reach, reach_avoid, keep_away); ``mode`` 2 plans with ``planner``,
     1 acts with the distilled policy; ``policy_init`` starts every Mode-2 plan from the policy rolled through
-    the predictor; ``critic_weight`` adds the critic's value of the horizon's last state to the cost.
+    the predictor; ``critic_weight`` adds the critic's value of the horizon's last state to the cost;
+    ``forbid_weight`` replaces the task's weight of the forbidden-region term (0: plan as if unconstrained).
     """
 
     planner: str = "gd"
@@ -37,6 +38,7 @@ class EvalConfig:
     mode: int = 2
     policy_init: bool = False
     critic_weight: float = 0.0
+    forbid_weight: float | None = None
     episodes: int = 200
     seed: int = 0
     max_steps: int = 200
@@ -70,7 +72,7 @@ def make_cost(model: JEPA, goal_states: torch.Tensor, final_weight: float = 30.0
 def task_episodes(env_id: str, task: TaskConfig, episodes: int, seed: int) -> dict[str, np.ndarray]:
     """The seeded start/goal set of a task: the standard set, except that ``reach_avoid`` keeps only pairs whose
     start and goal lie at least 4 px outside the forbidden region (so the task can be solved)."""
-    if not task.forbid_weight:
+    if not task.has_region:
         return evaluation_set(env_id, episodes, seed)
     x0, y0, x1, y1 = task.region
     for factor in (2, 4, 8):
@@ -128,7 +130,7 @@ def run_episodes(model: JEPA, env_id: str, cfg: EvalConfig, device: torch.device
     result = {"final_distance": dist[:, -1], "ever_strict": (dist[:, 1:] < STRICT_SUCCESS_RADIUS).any(1),
               "goal_xy": goal_xy, "positions": out["positions"], "trace": out["trace"] if record else None,
               "success": dist[:, -1] < SUCCESS_RADIUS}
-    if task.forbid_weight:
+    if task.has_region:
         inside = inside_region(out["positions"][:, 1:], task.region)
         result["steps_inside"] = inside.sum(1)
         result["success"] = result["success"] & (result["steps_inside"] == 0)
@@ -141,8 +143,9 @@ def run_episodes(model: JEPA, env_id: str, cfg: EvalConfig, device: torch.device
 
 def eval_task(cfg: EvalConfig) -> TaskConfig:
     """The configurator's task for this protocol run (mode, critic weight and final weight from ``cfg``)."""
+    changes = {} if cfg.forbid_weight is None else {"forbid_weight": cfg.forbid_weight}
     return configure(cfg.task, mode=cfg.mode, final_weight=cfg.final_weight, critic_weight=cfg.critic_weight,
-                     horizon=cfg.planning.horizon)
+                     horizon=cfg.planning.horizon, **changes)
 
 
 def timing(model: JEPA, env_id: str, cfg: EvalConfig, device: torch.device | str = "cpu",

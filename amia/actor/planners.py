@@ -52,7 +52,7 @@ class PlannerConfig:
     refine: int = 5
     knot_every: int = 4
     explore_fraction: float = 0.25
-    populations: int = 1
+    populations: int = 8
     effort: float = 0.0
 
 
@@ -154,7 +154,8 @@ def _sampling_plan(rollout: Rollout, cost: CostFn, s0: torch.Tensor, init: torch
         init = torch.cat([init[:, None], starts], dim=1).flatten(0, 1)
         s0 = s0.repeat_interleave(p, dim=0)
         cost = _repeat_cost(cost, p)
-        cfg = PlannerConfig(**{**cfg.__dict__, "samples": cfg.samples // p, "elites": max(2, cfg.elites // p)})
+        n = max(2, cfg.samples // p)  # at least two candidates per population
+        cfg = PlannerConfig(**{**cfg.__dict__, "samples": n, "elites": min(n, max(2, cfg.elites // p))})
     energy = trajectory_energy(rollout, cost, s0, cfg.effort, bound)
     mean, std = init.clone(), torch.full_like(init, cfg.init_std * bound)
     best = None

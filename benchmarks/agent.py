@@ -1,0 +1,92 @@
+"""The whole agent on the standard protocol (issue 4): Mode-1 against Mode-2, policy-initialised Mode-2, the critic
+with a short horizon, and the forbidden-region task; one JSON.
+
+    python benchmarks/agent.py --run runs/tworooms                    # every part (needs `amia distill` first)
+    python benchmarks/agent.py --run runs/tworooms --parts mode1 avoid
+
+Parts:
+- ``mode1``: the distilled policy alone and the default Mode-2 planner: success and wall time per action
+  (perception included, batch size 1, both timed in this process).
+- ``init``: success against the iteration budget (cold / warm iterations: full, half, a quarter) for Mode-2
+  started from the previous plan and for Mode-2 started from the policy rolled through the predictor.
+- ``critic``: Mode-2 with a quarter of the default horizon, with and without the critic scoring its end.
+- ``avoid``: the reach-avoid task with the forbidden-region term, and the same episodes without it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+PARTS = ("mode1", "init", "critic", "avoid")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", required=True)
+    p.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
+    p.add_argument("--episodes", type=int, default=200)
+    p.add_argument("--critic-weight", type=float, default=1.0)
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default="benchmarks/results/agent.json")
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    from amia.distill import load_parts
+    from amia.evaluate import EvalConfig, evaluate
+    from amia.provenance import git_revision, machine
+    from amia.train import load_model
+
+    model, saved = load_model(args.run, args.device)
+    env = saved["env_id"]
+    parts = load_parts(args.run, model.cfg.encoder.dim)
+    base = EvalConfig(episodes=args.episodes)
+    full_cold, full_warm = base.planning.iterations, base.planning.warm_iterations
+    results: dict[str, list] = {}
+
+    def run(name: str, **changes) -> dict:
+        planning = changes.pop("planning", {})
+        cfg = dataclasses.replace(base, planning=dataclasses.replace(base.planning, **planning), **changes)
+        t0 = time.time()
+        r = evaluate(model, env, cfg, args.device, progress=False, parts=parts)
+        r.update(name=name, eval_seconds=round(time.time() - t0, 1), iterations=cfg.planning.iterations,
+                 warm_iterations=cfg.planning.warm_iterations)
+        print(json.dumps(r), flush=True)
+        return r
+
+    if "mode1" in args.parts:
+        m2, m1 = run("mode2_default"), run("mode1_policy", mode=1)
+        results["mode1"] = [m2, m1, {"speedup_per_action": m2["ms_per_action_mean"] / m1["ms_per_action_mean"]}]
+    if "init" in args.parts:
+        budgets = [(full_cold, full_warm), (max(1, full_cold // 2), max(1, full_warm // 2)),
+                   (max(1, full_cold // 4), max(1, full_warm // 4))]
+        results["init"] = [run(f"{'policy' if init else 'cold'}_{c}_{w}", policy_init=init,
+                               planning={"iterations": c, "warm_iterations": w})
+                           for init in (False, True) for c, w in budgets]
+    if "critic" in args.parts:
+        short = max(1, base.planning.horizon // 4)
+        knots = {"horizon": short, "knot_every": max(1, base.planning.knot_every // 2)}
+        results["critic"] = [run(f"h{short}_no_critic", planning=knots),
+                             run(f"h{short}_critic", planning=knots, critic_weight=args.critic_weight)]
+    if "avoid" in args.parts:
+        results["avoid"] = [run("avoid_constrained", task="reach_avoid"),
+                            run("avoid_unconstrained", task="reach_avoid", forbid_weight=0.0)]
+    out = {"benchmark": "agent", "command": " ".join(["benchmarks/agent.py", *sys.argv[1:]]), "run": args.run,
+           "git_rev": git_revision(), "machine": machine(), "results": results}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=2))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
