@@ -32,6 +32,7 @@ from amia.provenance import git_revision
 from amia.train import load_model
 
 POLICY_FILE, CRITIC_FILE, PROBE_FILE = "policy.safetensors", "critic.safetensors", "probe.safetensors"
+STATE_FILE = "distill_state.safetensors"  # labels, memory and policy after each finished round: resume point
 
 
 @dataclass
@@ -97,17 +98,20 @@ def distill(run_dir: str | Path, cfg: DistillConfig, agent_settings: dict | None
     env_id = saved["env_id"]
     dim = model.cfg.encoder.dim
     torch.manual_seed(cfg.seed)
-    data = Path(saved.get("data") or run_dir / "data.h5")
-    if not data.exists():
-        raise FileNotFoundError(f"{data}: the run's trajectory file (needed for the position probe) is missing")
-    position = Position(fit_position_probe(model, data, torch.device("cpu")).weight.float())
+    data_file = Path(saved.get("data") or run_dir / "data.h5")
+    if not data_file.exists():
+        raise FileNotFoundError(f"{data_file}: the run's trajectory file (needed for the position probe) is missing")
+    position = Position(fit_position_probe(model, data_file, torch.device("cpu")).weight.float())
     world = make_world(env_id, 1)
     policy = Policy(cfg.policy, dim, dim, model.action_dim, world.spec.max_step)
     memory = ShortTermMemory(cfg.memory_capacity, dim, dim)
     agent = Agent(model, bound=world.spec.max_step, position=position, memory=memory, **(agent_settings or {}))
     data: dict[str, list[torch.Tensor]] = {"state": [], "context": [], "action": []}
     history, t0 = [], time.time()
-    for r in range(cfg.rounds):
+    first = _resume(run_dir / STATE_FILE, cfg, policy, memory, data, history)
+    if first and progress:
+        print(f"resuming {run_dir / STATE_FILE}: {first} of {cfg.rounds} rounds done", flush=True)
+    for r in range(first, cfg.rounds):
         world, goal_obs, pairs = start_episodes(env_id, cfg.episodes, cfg.seed + r)
         agent.policy = policy if r else None
         task = configure("reach", mode=1 if r else 2)
@@ -120,6 +124,7 @@ def distill(run_dir: str | Path, cfg: DistillConfig, agent_settings: dict | None
         losses = fit_policy(policy, *(torch.cat(data[k]) for k in ("state", "context", "action")), seed=cfg.seed + r)
         history.append({"round": r, "behaviour": "mode2" if r == 0 else "mode1", "labels": int(sum(len(x) for x in data["state"])),
                         "behaviour_success": float(np.mean(final < 4.5)), "policy_loss": float(np.mean(losses[-100:]))})
+        _save_state(run_dir / STATE_FILE, cfg, policy, memory, data, history)
         if progress:
             print(json.dumps(history[-1]), flush=True)
     replay = memory.discounted_costs(cfg.critic.gamma)
@@ -135,6 +140,40 @@ def distill(run_dir: str | Path, cfg: DistillConfig, agent_settings: dict | None
                "config": json.loads(json.dumps(cfg, default=lambda o: o.__dict__))}
     atomic_write_text(run_dir / "distill.json", json.dumps(summary, indent=2))
     return summary
+
+
+def _resume_key(cfg: DistillConfig) -> str:
+    """Everything a resumed job must share with the saved one (more rounds may be asked for)."""
+    d = json.loads(json.dumps(cfg, default=lambda o: o.__dict__))
+    d.pop("rounds")
+    return json.dumps(d, sort_keys=True)
+
+
+def _save_state(path: Path, cfg: DistillConfig, policy: Policy, memory: ShortTermMemory, data: dict,
+                history: list) -> None:
+    holder = torch.nn.Module()
+    holder.policy = policy
+    for k, v in memory.state_dict().items():
+        holder.register_buffer(f"memory_{k}", v)
+    for k, v in data.items():
+        holder.register_buffer(f"labels_{k}", torch.cat(v))
+    save_checkpoint(path, holder, None, {"key": _resume_key(cfg), "history": history})
+
+
+def _resume(path: Path, cfg: DistillConfig, policy: Policy, memory: ShortTermMemory, data: dict,
+            history: list) -> int:
+    """Load the state of a previous job with the same settings; the number of rounds it finished (0: none)."""
+    if not path.exists():
+        return 0
+    tensors, meta, _ = read_checkpoint(path)
+    if meta.get("key") != _resume_key(cfg):
+        raise ValueError(f"{path} was written with other distill settings; delete it to start again")
+    policy.load_state_dict({k[len("model/policy."):]: v for k, v in tensors.items() if k.startswith("model/policy.")})
+    memory.load_state_dict({k[len("model/memory_"):]: v for k, v in tensors.items() if k.startswith("model/memory_")})
+    for k in data:
+        data[k].append(tensors[f"model/labels_{k}"])
+    history.extend(meta["history"][: cfg.rounds])
+    return min(len(meta["history"]), cfg.rounds)
 
 
 class _ProbeWeights(torch.nn.Module):

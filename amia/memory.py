@@ -65,6 +65,20 @@ class ShortTermMemory:
         self.size = min(self.capacity, self.size + n)
         self.writes += n
 
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """Every buffer and counter as tensors (to save memory with the rest of a resumable job)."""
+        return {"episode": self.episode, "t": self.t, "state": self.state, "cost": self.cost, "context": self.context,
+                "imagined": self.imagined, "counters": torch.tensor([self.size, self._next, self.writes])}
+
+    def load_state_dict(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Restore what ``state_dict`` saved (the capacity and sizes must match)."""
+        for name in ("episode", "t", "state", "cost", "context", "imagined"):
+            own = getattr(self, name)
+            if tensors[name].shape != own.shape:
+                raise ValueError(f"saved memory {name} has shape {tuple(tensors[name].shape)}, expected {tuple(own.shape)}")
+            own.copy_(tensors[name])
+        self.size, self._next, self.writes = (int(v) for v in tensors["counters"])
+
     def entries(self) -> dict[str, torch.Tensor]:
         """Every stored entry (in no particular order) as a dict of tensors."""
         k = self.size

@@ -12,6 +12,7 @@ import torch
 from amia.actor.planners import PlannerConfig
 from amia.cli import main as cli_main
 from amia.data.collect import CollectConfig, collect
+from amia.checkpoint import read_checkpoint
 from amia.distill import DistillConfig, distill, load_parts
 from amia.actor.policy import PolicyConfig
 from amia.distill import CriticConfig
@@ -89,3 +90,23 @@ def test_cli_mode1_needs_a_distilled_policy(distilled, tmp_path, capsys):
     assert cli_main(["eval", "--run", str(run), "--mode", "1", "--episodes", "2", "max_steps=4", "timing_calls=1",
                      "--quiet"]) == 0
     assert "policy" in capsys.readouterr().out
+
+
+def test_an_interrupted_distill_resumes_from_its_last_round_and_ends_the_same(distilled, tmp_path):
+    run, _ = distilled
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
+        for f in ("checkpoint.safetensors", "config.json"):
+            shutil.copy(run / f, tmp_path / name / f)
+    one = DistillConfig(**{**CFG.__dict__, "rounds": 1})
+    distill(tmp_path / "a", one, agent_settings={"planning": SMALL_PLAN}, progress=False)  # "interrupted" after 1
+    resumed = distill(tmp_path / "a", CFG, agent_settings={"planning": SMALL_PLAN}, progress=False)
+    whole = distill(tmp_path / "b", CFG, agent_settings={"planning": SMALL_PLAN}, progress=False)
+    assert resumed["rounds"] == whole["rounds"] and resumed["memory_writes"] == whole["memory_writes"]
+    for f in ("policy.safetensors", "critic.safetensors"):
+        a, _, _ = read_checkpoint(tmp_path / "a" / f)
+        b, _, _ = read_checkpoint(tmp_path / "b" / f)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    other = DistillConfig(**{**CFG.__dict__, "episodes": 3})
+    with pytest.raises(ValueError, match="other distill settings"):
+        distill(tmp_path / "a", other, agent_settings={"planning": SMALL_PLAN}, progress=False)
