@@ -29,6 +29,7 @@ from amia.diagnostics import fit_position_probe
 from amia.envs import evaluation_set, make_world
 from amia.memory import ShortTermMemory
 from amia.provenance import git_revision
+from amia.regression import fit_regression
 from amia.train import load_model
 
 POLICY_FILE, CRITIC_FILE, PROBE_FILE = "policy.safetensors", "critic.safetensors", "probe.safetensors"
@@ -64,21 +65,7 @@ class DistillConfig:
 def fit_critic(critic: Critic, states: torch.Tensor, contexts: torch.Tensor, targets: torch.Tensor,
                cfg: CriticConfig, seed: int = 0) -> list[float]:
     """Regress ``TC(s, c)`` onto discounted intrinsic costs (Sec. 3.3) with Adam; returns the losses."""
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(critic.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
-    losses = []
-    critic.train()
-    for _ in range(cfg.steps):
-        idx = torch.randint(states.shape[0], (min(cfg.batch_size, states.shape[0]),), generator=g)
-        loss = (critic(states[idx], contexts[idx]) - targets[idx]).pow(2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-    critic.eval()
-    return losses
+    return fit_regression(critic, (states, contexts), targets, cfg.steps, cfg.batch_size, cfg.lr, seed)
 
 
 def start_episodes(env_id: str, episodes: int, seed: int):

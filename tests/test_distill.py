@@ -28,11 +28,7 @@ CFG = DistillConfig(rounds=2, episodes=4, steps=8, policy=PolicyConfig(hidden=16
                     critic=CriticConfig(hidden=16, layers=1, steps=20, batch_size=16))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def restore_threads():
-    before = torch.get_num_threads()
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("restore_threads")
 
 
 @pytest.fixture(scope="module")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from amia.regression import fit_regression
 from amia.world_model import mlp
 
 
@@ -62,20 +63,4 @@ def fit_policy(policy: Policy, states: torch.Tensor, contexts: torch.Tensor, act
     if not (contexts.shape[0] == actions.shape[0] == n) or actions.shape[1] != policy.action_dim:
         raise ValueError(f"policy data: states {tuple(states.shape)}, contexts {tuple(contexts.shape)} and actions "
                          f"{tuple(actions.shape)} must share their first size, actions ending in {policy.action_dim}")
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
-    losses = []
-    policy.train()
-    for _ in range(cfg.steps):
-        idx = torch.randint(n, (min(cfg.batch_size, n),), generator=g)
-        loss = (policy(states[idx], contexts[idx]) - actions[idx]).pow(2).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        if progress is not None:
-            progress(1)
-    policy.eval()
-    return losses
+    return fit_regression(policy, (states, contexts), actions, cfg.steps, cfg.batch_size, cfg.lr, seed, progress)
