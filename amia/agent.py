@@ -52,6 +52,9 @@ class Agent:
 
     def cost(self, task: TaskConfig, goal: torch.Tensor, point: torch.Tensor | None = None):
         """The task's cost module for goal states ``(B, D)`` (and the moving point over the horizon)."""
+        d = self.model.cfg.encoder.dim
+        if goal.dim() != 2 or goal.shape[1] != d:
+            raise ValueError(f"goal states should have shape (B, {d}), got {tuple(goal.shape)}")
         return build_cost(task, goal, self.position, point, self.critic)
 
     def plan(self, task: TaskConfig, s: torch.Tensor, goal: torch.Tensor, previous: torch.Tensor | None,

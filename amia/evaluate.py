@@ -18,7 +18,7 @@ from tqdm import tqdm
 from amia.actor.planners import PLANNERS, PlannerConfig
 from amia.agent import Agent
 from amia.configurator import TaskConfig, configure, moving_point
-from amia.cost import GoalDistance
+from amia.cost import Cost
 from amia.envs import STRICT_SUCCESS_RADIUS, SUCCESS_RADIUS, evaluation_set, make_world
 from amia.jepa import JEPA
 
@@ -61,12 +61,12 @@ def check_compatible(model: JEPA, env_id: str) -> None:
         raise GoalReachingError(f"the model was trained with {model.action_dim}-D actions, {env_id} has 2-D actions")
 
 
-def make_cost(model: JEPA, goal_states: torch.Tensor, final_weight: float = 30.0) -> GoalDistance:
-    """The intrinsic goal cost for goal states ``(B, D)`` (checked against the model's state size)."""
-    d = model.cfg.encoder.dim
-    if goal_states.dim() != 2 or goal_states.shape[1] != d:
-        raise GoalReachingError(f"goal states should have shape (B, {d}), got {tuple(goal_states.shape)}")
-    return GoalDistance(goal_states, final_weight)
+def make_cost(model: JEPA, goal_states: torch.Tensor, final_weight: float = 30.0) -> Cost:
+    """The protocol's goal cost (the configurator's reach task) for goal states ``(B, D)``, checked against the model."""
+    try:
+        return Agent(model).cost(configure("reach", final_weight=final_weight), goal_states)
+    except ValueError as e:
+        raise GoalReachingError(str(e)) from None
 
 
 def task_episodes(env_id: str, task: TaskConfig, episodes: int, seed: int) -> dict[str, np.ndarray]:
