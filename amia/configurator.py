@@ -38,8 +38,8 @@ class TaskConfig:
     final_weight: float = 30.0
     has_region: bool = False
     forbid_weight: float = 0.0
-    region: tuple[float, float, float, float] = (38.0, 18.0, 50.0, 46.0)
-    region_margin: float = 3.0
+    region: tuple[float, float, float, float] = (42.0, 20.0, 52.0, 44.0)
+    region_margin: float = 2.0
     away_weight: float = 0.0
     away_radius: float = 12.0
     point_speed: float = 1.5
