@@ -34,7 +34,7 @@ def representation_report(model: JEPA, train: WindowSampler, val: WindowSampler,
                           probe_windows: int = 1024, val_windows: int = 512, horizon: int = 16) -> dict:
     """Fit a linear probe on training windows, then score states and ``horizon``-step predictions on held-out ones.
 
-    Returns ``probe_r2`` (agent x, y), ``probe_r2_layout`` (wall x, door y; where they vary),
+    Returns ``probe_r2`` (agent x, y), ``probe_r2_layout`` (wall x, door y; where the state has them and they vary),
     ``pred_error_px_h{horizon}``, ``copy_error_px_h{horizon}``, ``embedding_std`` (per dimension),
     ``embedding_std_min``, ``effective_rank``.
     """
@@ -48,7 +48,7 @@ def representation_report(model: JEPA, train: WindowSampler, val: WindowSampler,
     s_va = _encode(model, va["obs"], device)
     y_va = torch.from_numpy(va["state"])
     report = {"probe_r2": r2_score(probe(s_va.flatten(0, 1)), y_va.flatten(0, 1)[:, :2])}
-    if y_tr[:, 2:].std(0).min() > 1e-3:
+    if y_tr.shape[1] > 2 and y_tr[:, 2:].std(0).min() > 1e-3:  # the maze's state is (x, y) only
         layout = LinearProbe.fit(s_tr, y_tr[:, 2:])
         report["probe_r2_layout"] = r2_score(layout(s_va.flatten(0, 1)), y_va.flatten(0, 1)[:, 2:])
     h = min(horizon, va["action"].shape[1])

@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from amia.data.dataset import TrajectoryWriter
 from amia.data.policies import POLICIES
-from amia.envs import STATE_NAMES, make_world
+from amia.envs import make_world
 
 
 @dataclass
@@ -34,7 +34,7 @@ def collect(env_id: str, out: str | os.PathLike, cfg: CollectConfig | None = Non
         raise ValueError(f"episodes and steps must be >= 1, got {cfg.episodes} and {cfg.steps}")
     policy = POLICIES[cfg.policy](kappa=cfg.kappa) if cfg.policy == "drift" else POLICIES[cfg.policy]()
     world = make_world(env_id, 1)
-    writer = TrajectoryWriter(out, env_id, world.obs_shape, 2, STATE_NAMES,
+    writer = TrajectoryWriter(out, env_id, world.obs_shape, 2, world.state_names,
                               meta={"collect": asdict(cfg), "spec": asdict(world.spec)})
     try:
         bar = tqdm(total=cfg.episodes, desc=f"collect {env_id}", unit="ep", disable=not progress)
@@ -45,7 +45,7 @@ def collect(env_id: str, out: str | os.PathLike, cfg: CollectConfig | None = Non
             obs0, info = world.reset(seed=int(rng.integers(2**31)))
             policy.reset(b, rng)
             obs = np.empty((b, cfg.steps + 1, *world.obs_shape), np.uint8)
-            states = np.empty((b, cfg.steps + 1, len(STATE_NAMES)), np.float32)
+            states = np.empty((b, cfg.steps + 1, len(world.state_names)), np.float32)
             actions = np.empty((b, cfg.steps, 2), np.float32)
             obs[:, 0], states[:, 0] = obs0, info["state"]
             for t in range(cfg.steps):

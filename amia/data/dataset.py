@@ -8,7 +8,8 @@ dataset              dtype, shape               meaning
 ``obs``              uint8 (N, C, H, W)         observations
 ``action``           float32 (N, A)             ``action[i]`` is taken at frame ``i``; it is 0 on
                                                 the last frame of each episode (no action follows)
-``state``            float32 (N, S)             true state (``x, y, wall_x, door_y``), never an input
+``state``            float32 (N, S)             true state, never an input: ``x, y, wall_x, door_y``
+                                                in a rooms world, ``x, y`` in the maze (``state_names``)
 ``episode_offsets``  int64 (E + 1,)             episode ``e`` is frames ``offsets[e]:offsets[e+1]``
 ===================  =========================  =================================================
 

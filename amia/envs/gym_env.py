@@ -1,4 +1,4 @@
-"""Gymnasium wrapper: one episode of a rooms world behind the standard ``Env`` API."""
+"""Gymnasium wrapper: one episode of a built-in pixel world (rooms or maze) behind the standard ``Env`` API."""
 
 from __future__ import annotations
 
@@ -7,19 +7,21 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from amia.envs.rooms import RoomsSpec, RoomsWorld
+from amia.envs import WorldSpec, world_for_spec
+from amia.envs.rooms import RoomsSpec
 
 
 class RoomsEnv(gym.Env):
-    """``gymnasium.make("amia/TwoRooms-v0")``: reward-free; ``info["state"]`` is ``(x, y, wall_x, door_y)``.
+    """``gymnasium.make("amia/TwoRooms-v0")``: reward-free; ``info["state"]`` is the world's state: ``(x, y, wall_x,
+    door_y)`` in a rooms world, ``(x, y)`` in the maze (``gymnasium.make("amia/Maze-v0")``).
 
-    ``reset(options={"state": s})`` starts from a given state (2 or 4 numbers).
+    ``reset(options={"state": s})`` starts from a given state (2 numbers, or 4 in a rooms world).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
-    def __init__(self, spec: RoomsSpec | None = None, render_mode: str | None = None):
-        self.world = RoomsWorld(1, spec)
+    def __init__(self, spec: WorldSpec | None = None, render_mode: str | None = None):
+        self.world = world_for_spec(spec or RoomsSpec(), 1)
         s = self.world.spec
         self.observation_space = gym.spaces.Box(0, 255, self.world.obs_shape, dtype=np.uint8)
         self.action_space = gym.spaces.Box(-s.max_step, s.max_step, (2,), dtype=np.float32)

@@ -2,7 +2,7 @@
 
 The world is a square frame with a border and a vertical wall across the middle with one door. A point
 agent moves by a continuous 2-D action, clipped per coordinate; a move that would cross a wall stops at the
-wall. Observations are two uint8 channels: the agent (a small Gaussian blob) and the walls.
+wall (``amia.envs.geometry``). Observations are two uint8 channels: the agent (a small Gaussian blob) and the walls.
 
 Coordinates are pixels: x grows to the right, y grows downward, the centre of pixel (i, j) is (j+0.5, i+0.5).
 The true state of one episode is ``(x, y, wall_x, door_y)`` (wall centre x, door centre y).
@@ -14,12 +14,22 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from amia.envs.geometry import (
+    agent_layer,
+    f32,
+    first_hit_fraction,  # noqa: F401  (re-exported: it used to live here)
+    inside_obstacle,
+    move_points,
+    wall_layer,
+)
+
 STATE_NAMES = ("x", "y", "wall_x", "door_y")
 
 
 @dataclass(frozen=True)
 class RoomsSpec:
-    """Geometry and physics of a rooms world; every length in pixels."""
+    """Geometry and physics of a rooms world; every length in pixels. ``max_steps``: the episode budget
+    (Gymnasium's time limit and the evaluation protocol's steps)."""
 
     size: int = 64
     border: float = 2.0
@@ -33,15 +43,7 @@ class RoomsSpec:
     random_layout: bool = False
     wall_x_range: tuple[float, float] = (20.0, 44.0)
     door_y_range: tuple[float, float] = (14.0, 50.0)
-
-
-def _f32(a) -> np.ndarray:
-    """Round to float32 (the precision of the reported and stored state) and keep as float64.
-
-    The world keeps positions and layouts float32-exact, so a stored state is exactly the world's state:
-    ``set_state`` on it reproduces the same frame and never finds it a hair inside a wall.
-    """
-    return np.asarray(a, dtype=np.float32).astype(np.float64)
+    max_steps: int = 200
 
 
 def wall_rectangles(spec: RoomsSpec, wall_x: np.ndarray, door_y: np.ndarray) -> np.ndarray:
@@ -59,31 +61,6 @@ def wall_rectangles(spec: RoomsSpec, wall_x: np.ndarray, door_y: np.ndarray) -> 
     return rects
 
 
-def inside_obstacle(pos: np.ndarray, rects: np.ndarray, margin: float) -> np.ndarray:
-    """Whether each point ``(B, 2)`` lies strictly inside any of its rectangles grown by ``margin``."""
-    lo, hi = rects[..., :2] - margin, rects[..., 2:] + margin
-    p = pos[:, None, :]
-    return np.any(np.all((p > lo) & (p < hi), axis=-1), axis=-1)
-
-
-def first_hit_fraction(pos: np.ndarray, move: np.ndarray, rects: np.ndarray, margin: float) -> np.ndarray:
-    """Fraction in [0, 1] of ``move`` that each point travels before touching a grown rectangle.
-
-    Slab test of the segment ``pos -> pos + move`` against every rectangle at once; 1 means no hit.
-    """
-    lo, hi = rects[..., :2] - margin, rects[..., 2:] + margin
-    p, d = pos[:, None, :], move[:, None, :]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t1, t2 = (lo - p) / d, (hi - p) / d
-    moving = d != 0
-    inside_slab = (p > lo) & (p < hi)
-    t_near = np.where(moving, np.minimum(t1, t2), np.where(inside_slab, -np.inf, np.inf))
-    t_far = np.where(moving, np.maximum(t1, t2), np.where(inside_slab, np.inf, -np.inf))
-    enter, leave = t_near.max(axis=-1), t_far.min(axis=-1)
-    hit = (enter < leave) & (enter >= 0) & (enter <= 1)
-    return np.where(hit, enter, 1.0).min(axis=-1)
-
-
 class RoomsWorld:
     """Many episodes of a rooms world at once: ``reset``, ``step``, ``set_state``, ``render``.
 
@@ -91,6 +68,7 @@ class RoomsWorld:
     """
 
     channels = 2
+    state_names = STATE_NAMES
 
     def __init__(self, num_envs: int, spec: RoomsSpec | None = None, seed: int | None = None):
         if num_envs < 1:
@@ -115,13 +93,9 @@ class RoomsWorld:
         return np.stack([self.pos[:, 0], self.pos[:, 1], self.wall_x, self.door_y], axis=1).astype(np.float32)
 
     def _set_layout(self, wall_x: np.ndarray, door_y: np.ndarray) -> None:
-        self.wall_x, self.door_y = _f32(wall_x), _f32(door_y)
+        self.wall_x, self.door_y = f32(wall_x), f32(door_y)
         self.rects = wall_rectangles(self.spec, self.wall_x, self.door_y)
-        c = self._grid
-        x0, y0, x1, y1 = (self.rects[..., k][:, :, None, None] for k in range(4))
-        in_x = (c[None, None, None, :] > x0) & (c[None, None, None, :] < x1)
-        covered = in_x & (c[None, None, :, None] > y0) & (c[None, None, :, None] < y1)
-        self._wall_layer = np.where(covered.any(axis=1), 255, 0).astype(np.uint8)
+        self._wall_layer = wall_layer(self.rects, self._grid)
 
     def sample_layout(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """Wall centre x and door centre y for ``n`` episodes (fixed unless ``random_layout``)."""
@@ -139,7 +113,7 @@ class RoomsWorld:
         lo, hi = s.border + s.agent_radius, s.size - s.border - s.agent_radius
         while todo.any():
             idx = np.flatnonzero(todo)
-            cand = _f32(rng.uniform(lo, hi, size=(idx.size, 2)))
+            cand = f32(rng.uniform(lo, hi, size=(idx.size, 2)))
             ok = ~inside_obstacle(cand, rects[idx], s.agent_radius)
             if room is not None:
                 wall = (rects[idx, 4, 0] + rects[idx, 4, 2]) / 2
@@ -163,7 +137,7 @@ class RoomsWorld:
             raise ValueError(f"state must have shape ({self.num_envs}, 2) or ({self.num_envs}, 4), got {state.shape}")
         if state.shape[1] == 4:
             self._set_layout(state[:, 2], state[:, 3])
-        pos = _f32(state[:, :2])
+        pos = f32(state[:, :2])
         bad = inside_obstacle(pos, self.rects, self.spec.agent_radius)
         bad |= np.any((pos < 0) | (pos > self.spec.size), axis=1)
         if bad.any():
@@ -176,27 +150,12 @@ class RoomsWorld:
         action = np.asarray(action, dtype=np.float64)
         if action.shape != (self.num_envs, 2):
             raise ValueError(f"action must have shape ({self.num_envs}, 2), got {action.shape}")
-        move = np.clip(np.nan_to_num(action), -self.spec.max_step, self.spec.max_step)
-        frac = first_hit_fraction(self.pos, move, self.rects, self.spec.agent_radius)
-        length = np.linalg.norm(move, axis=1)
-        backoff = np.where(frac < 1, 1e-6 / np.maximum(length, 1e-12), 0.0)
-        new = _f32(self.pos + move * np.clip(frac - backoff, 0.0, 1.0)[:, None])
-        # rounding a stop right at a wall may land a hair inside it: one float32 step back towards the start
-        bad = inside_obstacle(new, self.rects, self.spec.agent_radius)
-        if bad.any():
-            old32 = self.pos[bad].astype(np.float32)
-            new[bad] = np.nextafter(new[bad].astype(np.float32), old32).astype(np.float64)
-            bad = inside_obstacle(new, self.rects, self.spec.agent_radius)
-            new[bad] = self.pos[bad]  # never reached in practice; staying put is always safe
-        self.pos = new
+        self.pos = move_points(self.pos, action, self.rects, self.spec.max_step, self.spec.agent_radius)
         return self.render(), {"state": self.state}
 
     def render(self) -> np.ndarray:
         """Frames ``uint8 (B, 2, H, W)``: channel 0 the agent blob, channel 1 the walls."""
-        c, sig2 = self._grid, 2 * self.spec.agent_sigma**2
-        gx = np.exp(-((c[None, :] - self.pos[:, 0:1]) ** 2) / sig2)
-        gy = np.exp(-((c[None, :] - self.pos[:, 1:2]) ** 2) / sig2)
-        agent = np.rint(255.0 * gy[:, :, None] * gx[:, None, :]).astype(np.uint8)
+        agent = agent_layer(self.pos, self._grid, self.spec.agent_sigma)
         return np.stack([agent, self._wall_layer], axis=1)
 
     def room_of(self, pos: np.ndarray) -> np.ndarray:

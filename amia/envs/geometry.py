@@ -1,0 +1,81 @@
+"""A point agent among axis-aligned rectangular walls: the physics and rendering shared by the pixel worlds.
+
+Coordinates are pixels: x grows to the right, y grows downward, the centre of pixel (i, j) is (j+0.5, i+0.5).
+Obstacles are rectangles ``(B, R, 4)`` of ``(x0, y0, x1, y1)``, one set per episode. Positions are kept
+float32-exact (see ``f32``), so a stored state is exactly the world's state.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def f32(a) -> np.ndarray:
+    """Round to float32 (the precision of the reported and stored state) and keep as float64.
+
+    The worlds keep positions and layouts float32-exact, so a stored state is exactly the world's state:
+    ``set_state`` on it reproduces the same frame and never finds it a hair inside a wall.
+    """
+    return np.asarray(a, dtype=np.float32).astype(np.float64)
+
+
+def inside_obstacle(pos: np.ndarray, rects: np.ndarray, margin: float) -> np.ndarray:
+    """Whether each point ``(B, 2)`` lies strictly inside any of its rectangles grown by ``margin``."""
+    lo, hi = rects[..., :2] - margin, rects[..., 2:] + margin
+    p = pos[:, None, :]
+    return np.any(np.all((p > lo) & (p < hi), axis=-1), axis=-1)
+
+
+def first_hit_fraction(pos: np.ndarray, move: np.ndarray, rects: np.ndarray, margin: float) -> np.ndarray:
+    """Fraction in [0, 1] of ``move`` that each point travels before touching a grown rectangle.
+
+    Slab test of the segment ``pos -> pos + move`` against every rectangle at once; 1 means no hit.
+    """
+    lo, hi = rects[..., :2] - margin, rects[..., 2:] + margin
+    p, d = pos[:, None, :], move[:, None, :]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t1, t2 = (lo - p) / d, (hi - p) / d
+    moving = d != 0
+    inside_slab = (p > lo) & (p < hi)
+    t_near = np.where(moving, np.minimum(t1, t2), np.where(inside_slab, -np.inf, np.inf))
+    t_far = np.where(moving, np.maximum(t1, t2), np.where(inside_slab, np.inf, -np.inf))
+    enter, leave = t_near.max(axis=-1), t_far.min(axis=-1)
+    hit = (enter < leave) & (enter >= 0) & (enter <= 1)
+    return np.where(hit, enter, 1.0).min(axis=-1)
+
+
+def move_points(pos: np.ndarray, action: np.ndarray, rects: np.ndarray, max_step: float, radius: float) -> np.ndarray:
+    """New float32-exact positions ``(B, 2)``: each point moves by its action clipped per coordinate to
+    ``max_step`` (NaN: no move) and stops at the first wall on the way (walls grown by ``radius``)."""
+    move = np.clip(np.nan_to_num(action), -max_step, max_step)
+    frac = first_hit_fraction(pos, move, rects, radius)
+    length = np.linalg.norm(move, axis=1)
+    backoff = np.where(frac < 1, 1e-6 / np.maximum(length, 1e-12), 0.0)
+    new = f32(pos + move * np.clip(frac - backoff, 0.0, 1.0)[:, None])
+    # rounding a stop right at a wall may land a hair inside it: one float32 step back towards the start
+    bad = inside_obstacle(new, rects, radius)
+    if bad.any():
+        old32 = pos[bad].astype(np.float32)
+        new[bad] = np.nextafter(new[bad].astype(np.float32), old32).astype(np.float64)
+        bad = inside_obstacle(new, rects, radius)
+        new[bad] = pos[bad]  # never reached in practice; staying put is always safe
+    return new
+
+
+def wall_layer(rects: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """Wall channels ``uint8 (B, H, W)``: 255 where a pixel's centre lies strictly inside a rectangle.
+
+    ``centres`` are the pixel centres along one axis (``arange(size) + 0.5``)."""
+    c = centres
+    x0, y0, x1, y1 = (rects[..., k][:, :, None, None] for k in range(4))
+    in_x = (c[None, None, None, :] > x0) & (c[None, None, None, :] < x1)
+    covered = in_x & (c[None, None, :, None] > y0) & (c[None, None, :, None] < y1)
+    return np.where(covered.any(axis=1), 255, 0).astype(np.uint8)
+
+
+def agent_layer(pos: np.ndarray, centres: np.ndarray, sigma: float) -> np.ndarray:
+    """Agent channels ``uint8 (B, H, W)``: a Gaussian blob of std ``sigma`` px at each position, peak 255."""
+    c, sig2 = centres, 2 * sigma**2
+    gx = np.exp(-((c[None, :] - pos[:, 0:1]) ** 2) / sig2)
+    gy = np.exp(-((c[None, :] - pos[:, 1:2]) ** 2) / sig2)
+    return np.rint(255.0 * gy[:, :, None] * gx[:, None, :]).astype(np.uint8)
