@@ -47,6 +47,25 @@ def test_planner_finds_the_closed_form_optimum(name):
     assert torch.allclose(result.energy, cost(integrator(s0, result.actions)), atol=1e-5)
 
 
+@pytest.mark.parametrize("name", PLANNERS)
+def test_a_good_proposal_among_several_is_kept(name):
+    """Initial plans ``(B, K, T, A)``: with one iteration and a poor first proposal, the planner still returns
+    a plan at least as good as the second proposal, the closed-form optimum (per episode)."""
+    s0 = torch.tensor([[0.0, 0.0], [1.0, 2.0], [-2.0, 0.5]])
+    goal = torch.tensor([[3.0, -1.5], [1.5, 2.0], [0.0, -2.0]])
+    cost = GoalDistance(goal, final_weight=1.0)
+    best = optimal_actions(s0, goal, 5, 1.0)
+    poor = -best
+    cfg = PlannerConfig(**{**CFG.__dict__, "iterations": 1, "refine": 1, "populations": 2, "samples": 8, "elites": 2})
+    result = plan(name, integrator, cost, s0, torch.stack([poor, best], dim=1), 1.0, cfg,
+                  generator=torch.Generator().manual_seed(0))
+    e_opt, e_poor = cost(integrator(s0, best)), cost(integrator(s0, poor))
+    assert torch.all(e_poor > e_opt + 0.4)
+    assert torch.all(result.energy <= e_opt + 1e-6), (result.energy, e_opt)
+    with pytest.raises(ValueError, match="initial plans"):
+        plan(name, integrator, cost, s0, torch.zeros(5, 2), 1.0, cfg)
+
+
 @pytest.mark.parametrize("name", ["cem", "mppi"])
 def test_sampling_populations_keep_each_episode_its_own_goal(name):
     """With 4 populations per episode the batch is reshaped to (B * 4): each episode must still be planned

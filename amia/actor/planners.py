@@ -86,15 +86,17 @@ def gradient_plan(rollout: Rollout, cost: CostFn, s0: torch.Tensor, init: torch.
                   cfg: PlannerConfig, iterations: int, generator: torch.Generator | None = None) -> Plan:
     """Adam on the action sequence through the unrolled predictor, from ``restarts`` parallel starts.
 
-    Start 0 is ``init`` (the warm start); the others are uniform in the action box. After every step the
+    The first starts are ``init`` (the warm start ``(B, T, A)``, or ``K`` proposals ``(B, K, T, A)``); the others
+    are uniform in the action box. After every step the
     actions are projected back into the box (so optima on the boundary are reached exactly); ``lr`` is in
     units of ``bound`` and decays linearly to a tenth over the iterations; the best iterate is returned (so
     the warm start survives unless something better is found).
     """
     energy = trajectory_energy(rollout, cost, s0, cfg.effort, bound)
-    b, t, a = init.shape
-    rand = smooth_noise((b, cfg.restarts - 1, t, a), cfg.knot_every, generator, init.device, uniform=True) * bound
-    actions = torch.cat([init[:, None], rand], dim=1).clamp(-bound, bound).requires_grad_(True)
+    init = proposals(init)
+    b, k, t, a = init.shape
+    rand = smooth_noise((b, max(0, cfg.restarts - k), t, a), cfg.knot_every, generator, init.device, uniform=True) * bound
+    actions = torch.cat([init, rand], dim=1).clamp(-bound, bound).requires_grad_(True)
     opt = torch.optim.Adam([actions], lr=cfg.lr * bound)
     best = None
     with torch.enable_grad():
@@ -110,6 +112,13 @@ def gradient_plan(rollout: Rollout, cost: CostFn, s0: torch.Tensor, init: torch.
                 actions.clamp_(-bound, bound)
     with torch.no_grad():
         return _merge(best, _best(actions.detach(), energy(actions)))
+
+
+def proposals(init: torch.Tensor) -> torch.Tensor:
+    """Initial plans as ``(B, K, T, A)``: one warm start ``(B, T, A)`` is ``K = 1`` proposal."""
+    if init.dim() not in (3, 4):
+        raise ValueError(f"initial plans should have shape (B, T, A) or (B, K, T, A), got {tuple(init.shape)}")
+    return init[:, None] if init.dim() == 3 else init
 
 
 def smooth_noise(shape: tuple, knot_every: int, generator, device, uniform: bool = False) -> torch.Tensor:
@@ -145,13 +154,17 @@ def _sampling_plan(rollout: Rollout, cost: CostFn, s0: torch.Tensor, init: torch
     """The loop that CEM and MPPI share: sample around (mean, std), cost, ``refit`` the Gaussian, keep the best.
 
     With ``populations`` P > 1 every episode runs P independent loops of ``samples // P`` candidates (as a
-    batch of B * P), started from the warm start and P - 1 smooth random sequences; the best plan wins.
+    batch of B * P), started from the ``K`` proposals in ``init`` and P - K smooth random sequences; the best
+    plan wins. With one population, it starts from the first proposal.
     """
+    init = proposals(init)
     p = max(1, cfg.populations)
-    if p > 1:
-        b, t, a = init.shape
-        starts = smooth_noise((b, p - 1, t, a), cfg.knot_every, generator, init.device, uniform=True) * bound
-        init = torch.cat([init[:, None], starts], dim=1).flatten(0, 1)
+    if p == 1:
+        init = init[:, 0]
+    else:
+        b, k, t, a = init.shape
+        starts = smooth_noise((b, max(0, p - k), t, a), cfg.knot_every, generator, init.device, uniform=True) * bound
+        init = torch.cat([init, starts], dim=1)[:, :p].flatten(0, 1)
         s0 = s0.repeat_interleave(p, dim=0)
         cost = _repeat_cost(cost, p)
         n = max(2, cfg.samples // p)  # at least two candidates per population
