@@ -38,7 +38,7 @@ class TaskConfig:
     final_weight: float = 30.0
     has_region: bool = False
     forbid_weight: float = 0.0
-    region: tuple[float, float, float, float] = (42.0, 20.0, 52.0, 44.0)
+    region: tuple[float, float, float, float] = (46.0, 20.0, 56.0, 44.0)
     region_margin: float = 2.0
     away_weight: float = 0.0
     away_radius: float = 12.0
