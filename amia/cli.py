@@ -10,13 +10,26 @@ from pathlib import Path
 from amia.config import apply_overrides, load_yaml
 
 DEFAULT_ENV = "amia/TwoRooms-v0"
+LEVEL2_PREFIX = "level2."  # `amia train --levels 2` overrides of amia.hjepa.HJEPAConfig
 
 
 def _train_config(args):
     from amia.train import TrainConfig, default_config
 
     cfg = load_yaml(TrainConfig, args.config) if args.config else default_config(args.env)
-    return apply_overrides(cfg, args.overrides)
+    return apply_overrides(cfg, [o for o in args.overrides if not o.startswith(LEVEL2_PREFIX)])
+
+
+def _level2_config(args):
+    """The ``HJEPAConfig`` of ``amia train --levels 2`` from the ``level2.KEY=value`` overrides."""
+    from amia.hjepa import HJEPAConfig
+
+    given = [o[len(LEVEL2_PREFIX):] for o in args.overrides if o.startswith(LEVEL2_PREFIX)]
+    if args.levels == 1:
+        if given:
+            raise ValueError(f"level2.* overrides ({', '.join(given)}) need --levels 2")
+        return None
+    return apply_overrides(HJEPAConfig(), given)
 
 
 def cmd_collect(args) -> None:
@@ -30,12 +43,33 @@ def cmd_collect(args) -> None:
 
 
 def cmd_train(args) -> None:
-    from amia.train import train
+    """Train level 1 (resuming it if interrupted); with ``--levels 2`` then level 2 on the frozen level 1."""
+    from amia import distributed
+    from amia.train import finished_metrics, train
 
-    metrics = train(args.env, args.out, _train_config(args), data=args.data, device=args.device,
-                    progress=not args.quiet)
-    if metrics:
-        print_metrics(metrics)
+    cfg, cfg2 = _train_config(args), _level2_config(args)  # refuse a bad level2.* key before any training
+    metrics = None
+    if cfg2 is not None:  # a finished level 1 is not retrained (nor re-diagnosed): go straight to level 2
+        metrics = finished_metrics(args.env, args.out, cfg, args.data)
+        if metrics:
+            print(f"level 1 of {args.out} is finished ({metrics['steps']} steps); training level 2")
+    if metrics is None:
+        metrics = train(args.env, args.out, cfg, data=args.data, device=args.device, progress=not args.quiet)
+        if metrics:
+            print_metrics(metrics)
+    if cfg2 is None or distributed.rank() != 0 or "stopped_at" in metrics:
+        return
+    from amia.hjepa import train_level2
+
+    summary = train_level2(args.out, cfg2, device=args.device, progress=not args.quiet)
+    losses = ", ".join(f"{k} {v:.4g}" for k, v in summary["final_losses"].items())
+    print(f"level 2: {summary['steps']} steps in {summary['seconds']:.0f} s; final losses {losses}")
+    report = summary.get("horizon_report")
+    if report:
+        print(f"  position error after {report['horizon_steps']} steps, open loop: level 2 "
+              f"{report['level2_pred_error_px']:.2f} px, level 1 {report['level1_pred_error_px']:.2f} px "
+              f"(do-nothing {report['copy_error_px']:.2f} px)")
+    print(f"wrote {Path(args.out) / 'level2.safetensors'} and level2.json")
 
 
 def cmd_demo(args) -> None:
@@ -132,7 +166,8 @@ def cmd_distill(args) -> None:
     """Compile Mode-2 into the Mode-1 policy and train the critic from memory (saved in the run directory)."""
     from amia.distill import DistillConfig, distill
 
-    cfg = apply_overrides(DistillConfig(rounds=args.rounds, episodes=args.episodes), args.overrides)
+    given = {k: v for k, v in (("rounds", args.rounds), ("episodes", args.episodes)) if v is not None}
+    cfg = apply_overrides(DistillConfig(**given), args.overrides)
     summary = distill(args.run, cfg, progress=not args.quiet)
     last = summary["rounds"][-1]
     print(f"policy: {last['labels']} Mode-2 labels, final loss {last['policy_loss']:.4f}; critic: "
@@ -184,7 +219,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", help="YAML preset (see configs/)")
     t.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
-    t.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. steps=500 jepa.loss.cov=4")
+    t.add_argument("--levels", type=int, default=1, choices=[1, 2],
+                   help="2: after level 1 (skipped when finished), train the H-JEPA's level 2 on its frozen states "
+                        "(writes level2.safetensors, level2.json; rerun to resume)")
+    t.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="config overrides, e.g. steps=500 jepa.loss.cov=4; level2.KEY=value addresses "
+                        "amia.hjepa.HJEPAConfig (with --levels 2), e.g. level2.stride=4 level2.pool=mean")
     t.set_defaults(func=cmd_train)
 
     d = sub.add_parser("demo", help="the main job on the default world: collect, train, plan to goals")
@@ -198,8 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("distill", help="train the Mode-1 policy (from Mode-2's actions) and the critic (from memory)")
     s.add_argument("--run", required=True, help="a trained run directory; policy and critic are saved there")
-    s.add_argument("--rounds", type=int, default=3, help="act-plan-distil rounds (default %(default)s)")
-    s.add_argument("--episodes", type=int, default=200, help="training episodes per round (default %(default)s)")
+    s.add_argument("--rounds", type=int, help="act-plan-distil rounds (default 6)")
+    s.add_argument("--episodes", type=int, help="training episodes per round (default 200)")
     s.add_argument("--quiet", action="store_true")
     s.add_argument("overrides", nargs="*", metavar="key=value",
                    help="DistillConfig overrides, e.g. steps=100 policy.steps=2000 critic.gamma=0.95")

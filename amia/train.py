@@ -112,14 +112,14 @@ def load_model(run_dir: str | Path, device: str = "cpu") -> tuple[JEPA, dict]:
     return model.to(device).eval(), saved
 
 
-class _StopFlag:
+class StopFlag:
     """SIGINT / SIGTERM ask the loop to stop at the next step boundary (a second SIGINT stops at once)."""
 
     def __init__(self) -> None:
         self.set = False
         self._old: dict = {}
 
-    def __enter__(self) -> "_StopFlag":
+    def __enter__(self) -> "StopFlag":
         try:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 self._old[sig] = signal.signal(sig, self._handle)
@@ -137,14 +137,37 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
+def _wanted(env_id: str, cfg: TrainConfig, data: str | None) -> dict:
+    """The ``config.json`` that a run with these settings has."""
+    return {"env_id": env_id, "data": str(Path(data).resolve()) if data else None, "train": to_dict(cfg)}
+
+
+def finished_metrics(env_id: str, out: str | Path, cfg: TrainConfig, data: str | None = None) -> dict | None:
+    """``metrics.json`` of a run in ``out`` that finished with exactly these settings; ``None`` otherwise.
+
+    Rerunning ``train`` on a finished run trains no further but recomputes the diagnostics; callers that only
+    need the trained model (``amia train --levels 2``) skip that. ``None`` covers every other case (no run,
+    other settings, unfinished), where ``train`` starts, refuses or resumes the run as usual.
+    """
+    out = Path(out)
+    paths = [out / n for n in ("config.json", "checkpoint.safetensors", "metrics.json")]
+    if not all(p.exists() for p in paths) or config_diff(json.loads(paths[0].read_text()), _wanted(env_id, cfg, data)):
+        return None
+    try:
+        _, meta, _ = read_checkpoint(paths[1])
+    except CheckpointError:
+        return None
+    return json.loads(paths[2].read_text()) if meta.get("step", 0) >= cfg.steps else None
+
+
 def _prepare_run(env_id: str, out: Path, cfg: TrainConfig, data: str | None) -> None:
     """Write or check ``config.json``: a rerun must ask for the same run it resumes."""
     env_spec(env_id)
-    wanted = {"env_id": env_id, "data": str(Path(data).resolve()) if data else None, "train": to_dict(cfg)}
+    wanted = _wanted(env_id, cfg, data)
     path = out / "config.json"
     if path.exists():
         saved = json.loads(path.read_text())
-        diffs = _diff(saved, wanted)
+        diffs = config_diff(saved, wanted)
         if diffs:
             raise RunError(f"{out} holds a run started with other settings ({'; '.join(diffs[:5])}); "
                            "rerun with the same settings to resume, or choose another --out")
@@ -163,9 +186,9 @@ def _check_data(env_id: str, data_path: Path):
     return info
 
 
-def _diff(a, b, prefix: str = "") -> list[str]:
+def config_diff(a, b, prefix: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
-        return [d for k in sorted(set(a) | set(b)) for d in _diff(a.get(k), b.get(k), f"{prefix}{k}.")]
+        return [d for k in sorted(set(a) | set(b)) for d in config_diff(a.get(k), b.get(k), f"{prefix}{k}.")]
     return [] if a == b else [f"{prefix[:-1]}: was {a!r}, now {b!r}"]
 
 
@@ -222,11 +245,11 @@ def train(env_id: str, out: str | Path, cfg: TrainConfig | None = None, data: st
             save_checkpoint(ckpt, model, opt, {"step": step, "train_seconds": elapsed, "env_id": env_id,
                                                "obs_shape": list(info.obs_shape), "action_dim": info.action_dim})
 
-    logger = _Logger(out, enabled=rank == 0)
+    logger = Logger(out, enabled=rank == 0)
     bar = tqdm(total=cfg.steps, initial=step, desc="train", unit="step", disable=not progress or rank != 0)
     sums: dict[str, float] = {}
     interval_start, interval_steps = time.perf_counter(), 0
-    with _StopFlag() as stop:
+    with StopFlag() as stop:
         while step < cfg.steps:
             t0 = time.perf_counter()
             batch = sampler.batch(step, rank)
@@ -290,7 +313,7 @@ def _scalars(report: dict) -> dict:
     return {k: v for k, v in report.items() if isinstance(v, (int, float))}
 
 
-class _Logger:
+class Logger:
     """One JSON line per event in ``log.jsonl`` and the same scalars in TensorBoard (``tb/``)."""
 
     def __init__(self, out: Path, enabled: bool):
@@ -318,4 +341,5 @@ class _Logger:
             self.tb = None
 
 
-__all__ = ["RunError", "TrainConfig", "WORLD_PRESETS", "default_config", "CheckpointError", "learning_rate", "load_model", "load_run_config", "train"]
+__all__ = ["RunError", "TrainConfig", "WORLD_PRESETS", "default_config", "CheckpointError", "Logger", "StopFlag", "config_diff",
+           "finished_metrics", "learning_rate", "load_model", "load_run_config", "train"]
