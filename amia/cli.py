@@ -104,7 +104,16 @@ def cmd_eval(args) -> None:
     model, saved = load_model(args.run, args.device)
     env = args.env or saved["env_id"]
     base = apply_overrides(EvalConfig(episodes=args.episodes, seed=args.seed, task=args.task, mode=args.mode,
-                                      policy_init=args.policy_init, critic_weight=args.critic_weight), args.overrides)
+                                      policy_init=args.policy_init, critic_weight=args.critic_weight,
+                                      hierarchical=args.hierarchical), args.overrides)
+    level2 = None
+    if base.hierarchical:
+        from amia.hjepa import load_level2
+
+        if base.mode != 2 or base.task != "reach" or base.policy_init or base.critic_weight:
+            raise ValueError("--hierarchical plans the reach task in Mode-2 (no --mode 1, --task, --policy-init or "
+                             "--critic-weight)")
+        level2, _ = load_level2(args.run, args.device, level1=model)  # names `amia train --levels 2` if missing
     parts = load_parts(args.run, model.cfg.encoder.dim)
     if base.mode == 1 and parts["policy"] is None:
         raise FileNotFoundError(f"{args.run}: no policy.safetensors; run `amia distill --run {args.run}` first")
@@ -112,10 +121,11 @@ def cmd_eval(args) -> None:
     names = PLANNERS if args.planner == "all" else [args.planner]
     for name in names if base.mode == 2 else names[:1]:
         cfg = dataclasses.replace(base, planner=name)
-        results.append({**evaluate(model, env, cfg, args.device, progress=not args.quiet, parts=parts),
+        results.append({**evaluate(model, env, cfg, args.device, progress=not args.quiet, parts=parts, level2=level2),
                         "git_rev": git_revision()})
+    kind = "hierarchical Mode-2, " if base.hierarchical else ""
     print(f"\n{'actor':<8} {'success':>8} {'strict':>7} {'final px':>9} {'ms/plan':>8} {'ms/act':>7}   "
-          f"({env}, task {base.task}, {base.episodes} episodes, seed {base.seed})")
+          f"({kind}{env}, task {base.task}, {base.episodes} episodes, seed {base.seed})")
     for r in results:
         ms = "-" if r["ms_per_plan_median"] is None else f"{r['ms_per_plan_median']:.2f}"
         ma = "-" if r["ms_per_action_mean"] is None else f"{r['ms_per_action_mean']:.2f}"
@@ -134,32 +144,40 @@ def cmd_eval(args) -> None:
         print(f"wrote {args.plot}")
     if args.gif:
         write_gif(args.gif, model, saved, args.run, env, dataclasses.replace(base, planner=results[0]["planner"]),
-                  args.device)
+                  args.device, level2=level2)
         print(f"wrote {args.gif}")
 
 
-def write_gif(path: str, model, saved: dict, run: str, env: str, cfg, device: str, episodes: int = 4) -> None:
-    """An animation of a few episodes: frames, goal (green) and each plan's predicted positions (blue)."""
+def write_gif(path: str, model, saved: dict, run: str, env: str, cfg, device: str, episodes: int = 4,
+              level2=None) -> None:
+    """An animation of a few episodes: frames, goal (green) and each plan's predicted positions (blue); with
+    ``cfg.hierarchical``, also the subgoal that level 2 handed to level 1 (orange ring; none once level 1 plans to
+    the goal itself), read from the level-2 state by a linear probe fitted on the run's data."""
     import dataclasses
 
     import numpy as np
     import torch
 
     from amia.diagnostics import fit_position_probe
-    from amia.evaluate import run_episodes
+    from amia.evaluate import fit_level2_probe, run_episodes
     from amia.viz import episode_gif
 
     out = run_episodes(model, env, dataclasses.replace(cfg, episodes=episodes), device, progress=False,
-                       record=episodes)
+                       record=episodes, level2=level2)
     trace = out["trace"]
     data = saved.get("data") or str(Path(run) / "data.h5")
-    plans = None
+    plans = subgoals = None
     if Path(data).exists():
         probe = fit_position_probe(model, data, torch.device(device))
         plans = [probe(p).numpy() for p in trace["plans"]]
+        if cfg.hierarchical:
+            probe2 = fit_level2_probe(model, level2, data, torch.device(device))
+            subgoals = [np.where(on[:, None], np.nan, probe2(g).numpy())
+                        for g, on in zip(trace["subgoals"], trace["switched"])]
     else:
         print(f"note: {data} not found; the GIF shows no planned positions")
-    episode_gif(path, np.stack(trace["frames"]), out["goal_xy"], plans, cfg.replan_every)
+    every = cfg.hierarchy.replan_every if cfg.hierarchical else cfg.replan_every
+    episode_gif(path, np.stack(trace["frames"]), out["goal_xy"], plans, every, subgoals=subgoals)
 
 
 def cmd_distill(args) -> None:
@@ -252,6 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--task", default="reach", choices=["reach", "reach_avoid", "keep_away"],
                    help="the configurator's task (default %(default)s)")
     e.add_argument("--policy-init", action="store_true", help="start every Mode-2 plan from the policy")
+    e.add_argument("--hierarchical", action="store_true",
+                   help="hierarchical Mode-2 over the run's two H-JEPA levels (needs `amia train --levels 2`); "
+                        "settings: hierarchy.KEY=value overrides (amia.actor.hierarchical.HierarchyConfig)")
     e.add_argument("--critic-weight", type=float, default=0.0, help="weight v of the critic term (default 0)")
     e.add_argument("--env", help="world (default: the one the model was trained on)")
     e.add_argument("--episodes", type=int, default=200)
@@ -262,7 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--plot", help="write a plot of success and time per plan (with --planner all)")
     e.add_argument("--quiet", action="store_true")
     e.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="EvalConfig overrides, e.g. replan_every=2 planning.horizon=40 planning.samples=256")
+                   help="EvalConfig overrides, e.g. replan_every=2 planning.horizon=40 planning.samples=256 "
+                        "max_steps=300 hierarchy.level2.horizon=6 hierarchy.switch_distance=0.2")
     e.set_defaults(func=cmd_eval)
 
     i = sub.add_parser("info", help="check a trajectory file and summarise it")

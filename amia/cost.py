@@ -128,3 +128,34 @@ class Cost:
     def intrinsic_energy(self, states: torch.Tensor) -> torch.Tensor:
         """``IC = sum_i u_i IC_i`` alone (what memory stores and the critic learns to predict)."""
         return sum(u * term(states) for u, term in self.intrinsic.values())
+
+
+def subgoal_weights(steps: int, at: int, final_weight: float, device=None) -> torch.Tensor:
+    """Per-step weights ``(T,)`` of ``SubgoalDistance``: 1 before step ``at`` (1-based, clamped to ``[1, T]``),
+    ``final_weight`` on it and after it (arrive by step ``at``, then stay); normalised to sum 1."""
+    w = torch.ones(steps, device=device)
+    w[min(max(at, 1), steps) - 1:] = final_weight
+    return w / w.sum()
+
+
+@dataclass(frozen=True)
+class SubgoalDistance:
+    """``IC_subgoal`` of hierarchical Mode-2 (Sec. 4.7): level 2's planned state handed to level 1 as its cost.
+
+    ``encoder`` is the frozen level-2 state encoder ``Enc2`` (``(..., D1) -> (..., D2)``; for ``pool="first"``,
+    ``amia.hjepa.Level2.encode_state``), ``subgoal`` the level-2 state ``(B, D2)`` that level 2 planned ``at``
+    level-1 steps ahead. The energy of predicted level-1 states ``(B, ..., T, D1)`` is the weighted mean over
+    the horizon of the squared distance (mean over dimensions) between ``Enc2(s1[t])`` and the subgoal, with
+    ``subgoal_weights``: ``final_weight`` from step ``at`` on. No parameters of its own; gradients reach the
+    actions through the predicted states (the encoder must be frozen: ``requires_grad_(False)``).
+    """
+
+    encoder: object
+    subgoal: torch.Tensor
+    at: int
+    final_weight: float = 10.0
+
+    def __call__(self, states: torch.Tensor) -> torch.Tensor:
+        s2 = self.encoder(states)  # (B, ..., T, D2)
+        per_step = (s2 - _per_episode(self.subgoal, s2, 1)).pow(2).mean(-1)  # (B, ..., T)
+        return (per_step * subgoal_weights(states.shape[-2], self.at, self.final_weight, states.device)).sum(-1)

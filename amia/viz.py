@@ -21,12 +21,24 @@ def _dot(img: np.ndarray, xy: np.ndarray, colour, radius: int = 1) -> None:
     img[max(0, y - radius):min(h, y + radius + 1), max(0, x - radius):min(w, x + radius + 1)] = colour
 
 
+def _ring(img: np.ndarray, xy: np.ndarray, colour, radius: int = 2) -> None:
+    """A hollow square of half-width ``radius`` around ``xy`` (the subgoal's marker)."""
+    h, w = img.shape[:2]
+    x, y = int(np.floor(xy[0])), int(np.floor(xy[1]))
+    for i in range(-radius, radius + 1):
+        for px, py in ((x + i, y - radius), (x + i, y + radius), (x - radius, y + i), (x + radius, y + i)):
+            if 0 <= px < w and 0 <= py < h:
+                img[py, px] = colour
+
+
 def episode_gif(path: str | Path, frames: np.ndarray, goals: np.ndarray, plans: list[np.ndarray] | None,
-                replan_every: int, scale: int = 4, fps: int = 10) -> None:
+                replan_every: int, scale: int = 4, fps: int = 10, subgoals: list[np.ndarray] | None = None) -> None:
     """Write a GIF of several episodes side by side.
 
     ``frames`` ``uint8 (T, E, 2, H, W)``; ``goals`` goal positions ``(E, 2)``; ``plans`` one array of planned
     positions ``(E, horizon, 2)`` per re-plan (drawn as blue dots until the next re-plan); the goal is green.
+    ``subgoals``: hierarchical Mode-2's subgoal positions ``(E, 2)`` per (level-1) re-plan, drawn as orange
+    rings (NaN: none, level 1 plans to the goal itself).
     """
     import imageio.v2 as imageio
 
@@ -39,6 +51,10 @@ def episode_gif(path: str | Path, frames: np.ndarray, goals: np.ndarray, plans: 
             if plans:
                 for xy in plans[min(t // replan_every, len(plans) - 1)][e]:
                     _dot(img, xy, (60, 120, 255), radius=0)
+            if subgoals:
+                xy = subgoals[min(t // replan_every, len(subgoals) - 1)][e]
+                if np.isfinite(xy).all():
+                    _ring(img, xy, (255, 140, 0))
             _dot(img, goals[e], (0, 220, 0))
             tiles.append(np.pad(img, ((1, 1), (1, 1), (0, 0)), constant_values=255))
         row = np.concatenate(tiles, axis=1)
