@@ -58,23 +58,26 @@ class Agent:
         return build_cost(task, goal, self.position, point, self.critic)
 
     def plan(self, task: TaskConfig, s: torch.Tensor, goal: torch.Tensor, previous: torch.Tensor | None,
-             shift_by: int, policy_init: bool, generator, point: torch.Tensor | None = None):
+             shift_by: int, policy_init: bool, generator, point: torch.Tensor | None = None, cold: bool = False):
         """Mode-2 (Sec. 3.1.2): the plan ``(B, T, A)`` minimising the task's cost from states ``s``.
 
         Warm-started from ``previous`` shifted by ``shift_by`` steps, or from the policy rolled through the
-        predictor (``policy_init``, Sec. 3.1.3); a cold start uses the full iteration budget.
+        predictor (``policy_init``, Sec. 3.1.3; the previous plan stays a second proposal); a cold start (or
+        ``cold``) uses the full iteration budget and its random restarts, the proposals being among them.
         """
         cfg = self.planning if not task.horizon else dataclasses.replace(self.planning, horizon=task.horizon)
         if policy_init:
             if self.policy is None:
                 raise ValueError("policy_init needs a trained policy (run `amia distill`)")
             init = policy_rollout(self.policy, self.model.predictor, s, goal, cfg.horizon)
+            if previous is not None:  # two proposals: the policy's and the previous plan's
+                init = torch.stack([init, shift(previous, shift_by)], dim=1)
         elif previous is not None:
             init = shift(previous, shift_by)
         else:
             init = torch.zeros(s.shape[0], cfg.horizon, self.model.action_dim, device=s.device)
         result = plan(self.planner, self.model.predictor.rollout, self.cost(task, goal, point), s, init,
-                      self.bound, cfg, warm=previous is not None or policy_init, generator=generator)
+                      self.bound, cfg, warm=not cold and (previous is not None or policy_init), generator=generator)
         return result.actions
 
     @torch.no_grad()
@@ -85,13 +88,16 @@ class Agent:
         return self.policy(s, goal)
 
     def run(self, world, goal_obs: np.ndarray, task: TaskConfig, steps: int, replan_every: int = 4,
-            seed: int = 0, policy_init: bool = False, label: bool = False, point: np.ndarray | None = None,
-            episode_ids: np.ndarray | None = None, record: int = 0, progress=None) -> dict:
+            seed: int = 0, policy_init: bool = False, label: bool = False, label_span: int = 1,
+            point: np.ndarray | None = None, episode_ids: np.ndarray | None = None, record: int = 0,
+            progress=None) -> dict:
         """The perception-action loop for the ``B`` episodes of a batched ``world`` (already at its start states).
 
         Mode (``task.mode``) 2 re-plans every ``replan_every`` steps and executes the plan; mode 1 executes the
-        policy. ``label`` also plans in mode 1 (every ``replan_every`` steps) and returns the visited states with
-        Mode-2's first action there (``labels``), for distillation; in mode 2 every executed action is a label.
+        policy. ``label`` returns visited states with the action Mode-2 plans there (``labels``), for distillation:
+        the mean of the plan's next ``label_span`` actions (one action is weakly determined by the energy, the
+        displacement over a few is not). In mode 2 every step is labelled from the plan being executed; mode 1
+        labels every ``replan_every`` steps with a cold, full-budget plan (the policy's proposal among its starts).
         ``point (B, steps + 1 + T, 2)``: the moving point's positions (keep-away). Returns true positions
         ``(B, steps + 1, 2)``, and the labels and the recorded frames / plans of ``record`` episodes if asked.
         """
@@ -118,12 +124,12 @@ class Agent:
                     self._remember_plan(ids, t, s, plan_actions, goal, task, future, record, trace)
                 a = plan_actions[:, k]
                 if label:
-                    self._label(labels, s, goal, a)
+                    self._label(labels, s, goal, plan_actions[:, k:k + label_span].mean(1))
             else:
                 a = self.act(s, goal)
                 if label and k == 0:
-                    planned = self.plan(task, s, goal, None, replan_every, self.policy is not None, gen, future)
-                    self._label(labels, s, goal, planned[:, 0])
+                    planned = self.plan(task, s, goal, None, replan_every, self.policy is not None, gen, future, cold=True)
+                    self._label(labels, s, goal, planned[:, :label_span].mean(1))
             obs, info = world.step(a.detach().cpu().numpy())
             positions.append(info["state"][:, :2].copy())
             if record:

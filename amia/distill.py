@@ -2,8 +2,9 @@
 
 Round 0 acts in Mode-2 and labels every visited state with the action it planned there. Each later round acts
 with the current policy (Mode-1) on fresh episodes and labels the states *it* visits with Mode-2's first
-action, planned from there (initialised by the policy); the policy is refitted on every label so far (act,
-plan, distil: the DAgger form of Sec. 3.1.3). Every perceived state goes to the short-term memory with its
+action, planned from there with the full cold budget and its random restarts (the policy's proposal is one
+start: a warm plan from a policy stuck at a wall only confirms it); the policy is refitted on every label so
+far (act, plan, distil: the DAgger form of Sec. 3.1.3). Every perceived state goes to the short-term memory with its
 intrinsic cost; the critic is then fitted to the discounted intrinsic cost observed later, read from memory
 only (never from the dataset file). Training episodes use their own start/goal seeds, never the
 evaluation seed.
@@ -50,13 +51,17 @@ class CriticConfig:
 
 @dataclass
 class DistillConfig:
-    """``rounds`` of ``episodes`` training episodes of ``steps`` steps each (start/goal seeds ``seed``, ``seed + 1``...)."""
+    """``rounds`` of ``episodes`` training episodes of ``steps`` steps each (start/goal seeds ``seed``, ``seed + 1``...).
 
-    rounds: int = 3
+    ``label_span``: a label is the mean of the plan's next ``label_span`` actions (1: Mode-2's action itself).
+    """
+
+    rounds: int = 6
     episodes: int = 200
-    steps: int = 200
+    steps: int = 100
     seed: int = 1
     replan_every: int = 4
+    label_span: int = 1
     memory_capacity: int = 100_000
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     critic: CriticConfig = field(default_factory=CriticConfig)
@@ -104,6 +109,7 @@ def distill(run_dir: str | Path, cfg: DistillConfig, agent_settings: dict | None
         task = configure("reach", mode=1 if r else 2)
         with tqdm(total=cfg.steps, desc=f"distill round {r + 1}/{cfg.rounds}", unit="step", disable=not progress) as bar:
             out = agent.run(world, goal_obs, task, cfg.steps, cfg.replan_every, seed=cfg.seed + r, label=True,
+                            label_span=cfg.label_span,
                             episode_ids=np.arange(cfg.episodes) + r * cfg.episodes, progress=bar.update)
         for k in data:
             data[k].append(out["labels"][k])

@@ -8,7 +8,8 @@ Parts:
 - ``mode1``: the distilled policy alone and the default Mode-2 planner: success and wall time per action
   (perception included, batch size 1, both timed in this process).
 - ``init``: success against the iteration budget (cold / warm iterations: full, half, a quarter) for Mode-2
-  started from the previous plan and for Mode-2 started from the policy rolled through the predictor.
+  started from the previous plan and for Mode-2 started from the policy rolled through the predictor (the
+  previous plan stays a second proposal).
 - ``critic``: Mode-2 with a quarter of the default horizon, with and without the critic scoring its end.
 - ``avoid``: the reach-avoid task with the forbidden-region term, and the same episodes without it.
 """
@@ -64,27 +65,33 @@ def main() -> None:
         print(json.dumps(r), flush=True)
         return r
 
+    def save() -> None:  # after every part, so an interrupted run keeps what it measured
+        out = {"benchmark": "agent", "command": " ".join(["benchmarks/agent.py", *sys.argv[1:]]), "run": args.run,
+               "git_rev": git_revision(), "machine": machine(), "results": results}
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(out, indent=2))
+
     if "mode1" in args.parts:
         m2, m1 = run("mode2_default"), run("mode1_policy", mode=1)
         results["mode1"] = [m2, m1, {"speedup_per_action": m2["ms_per_action_mean"] / m1["ms_per_action_mean"]}]
+        save()
     if "init" in args.parts:
         budgets = [(full_cold, full_warm), (max(1, full_cold // 2), max(1, full_warm // 2)),
                    (max(1, full_cold // 4), max(1, full_warm // 4))]
         results["init"] = [run(f"{'policy' if init else 'cold'}_{c}_{w}", policy_init=init,
                                planning={"iterations": c, "warm_iterations": w})
                            for init in (False, True) for c, w in budgets]
+        save()
     if "critic" in args.parts:
         short = max(1, base.planning.horizon // 4)
         knots = {"horizon": short, "knot_every": max(1, base.planning.knot_every // 2)}
         results["critic"] = [run(f"h{short}_no_critic", planning=knots),
                              run(f"h{short}_critic", planning=knots, critic_weight=args.critic_weight)]
+        save()
     if "avoid" in args.parts:
         results["avoid"] = [run("avoid_constrained", task="reach_avoid"),
                             run("avoid_unconstrained", task="reach_avoid", forbid_weight=0.0)]
-    out = {"benchmark": "agent", "command": " ".join(["benchmarks/agent.py", *sys.argv[1:]]), "run": args.run,
-           "git_rev": git_revision(), "machine": machine(), "results": results}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2))
+    save()
     print(f"wrote {args.out}")
 
 

@@ -106,3 +106,36 @@ def test_an_interrupted_distill_resumes_from_its_last_round_and_ends_the_same(di
     other = DistillConfig(**{**CFG.__dict__, "episodes": 3})
     with pytest.raises(ValueError, match="other distill settings"):
         distill(tmp_path / "a", other, agent_settings={"planning": SMALL_PLAN}, progress=False)
+
+
+@pytest.mark.parametrize("mode", [1, 2])
+def test_labels_are_the_mean_of_the_planned_actions_over_the_label_span(distilled, monkeypatch, mode):
+    """Mode 2 labels every step with the mean of the executing plan's next ``label_span`` actions; mode 1 labels
+    every ``replan_every`` steps from a cold plan (full budget) started from the policy's proposal."""
+    from amia.agent import Agent
+    from amia.configurator import configure
+    from amia.distill import start_episodes
+
+    run, _ = distilled
+    model, _ = load_model(run)
+    parts = load_parts(run, 8)
+    calls = []
+    ramp = torch.arange(4 * 2, dtype=torch.float32).reshape(1, 4, 2) / 10  # plan actions 0.0, 0.1, ..., 0.7
+
+    def fake_plan(self, task, s, goal, previous, shift_by, policy_init, generator, point=None, cold=False):
+        calls.append((policy_init, cold))
+        return ramp.expand(s.shape[0], -1, -1) + len(calls)
+
+    monkeypatch.setattr(Agent, "plan", fake_plan)
+    agent = Agent(model, planning=SMALL_PLAN, policy=parts["policy"] if mode == 1 else None)
+    world, goal_obs, _ = start_episodes(ENV, 3, seed=5)
+    out = agent.run(world, goal_obs, configure("reach", mode=mode), steps=4, replan_every=2, label=True, label_span=3)
+    got = out["labels"]["action"]
+    if mode == 2:  # plans at t = 0 and 2; step t labels with plan[k : k + 3], k = t % 2
+        expected = [ramp[0, k:k + 3].mean(0) + p for p, k in ((1, 0), (1, 1), (2, 0), (2, 1))]
+        assert calls == [(False, False), (False, False)]
+    else:
+        expected = [ramp[0, :3].mean(0) + p for p in (1, 2)]
+        assert calls == [(True, True), (True, True)]
+    assert got.shape == (3 * len(expected), 2)
+    assert torch.allclose(got, torch.stack(expected).repeat_interleave(3, dim=0))
