@@ -256,7 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("distill", help="train the Mode-1 policy (from Mode-2's actions) and the critic (from memory)")
     s.add_argument("--run", required=True, help="a trained run directory; policy and critic are saved there")
-    s.add_argument("--rounds", type=int, help="act-plan-distil rounds (default 6)")
+    s.add_argument("--rounds", type=int, help="act-plan-distil rounds (default 4)")
     s.add_argument("--episodes", type=int, help="training episodes per round (default 200)")
     s.add_argument("--quiet", action="store_true")
     s.add_argument("overrides", nargs="*", metavar="key=value",

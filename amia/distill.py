@@ -56,7 +56,7 @@ class DistillConfig:
     ``label_span``: a label is the mean of the plan's next ``label_span`` actions (1: Mode-2's action itself).
     """
 
-    rounds: int = 6
+    rounds: int = 4
     episodes: int = 200
     steps: int = 100
     seed: int = 1

@@ -16,6 +16,7 @@ from amia.data import CollectConfig, WindowSampler, collect, read_info
 from amia.envs import ENV_SPECS, env_spec, evaluation_set, make_world
 from amia.envs.geometry import inside_obstacle
 from amia.envs.maze import SERPENTINE, MazeSpec, MazeWorld
+from moves import random_actions, segment_crosses_obstacle
 
 ENV = "amia/Maze-v0"
 SIZE, R = 96, 1.0
@@ -25,27 +26,6 @@ HALF_OPENING = 5.0 - R  # the agent's centre passes a door within this of the do
 CENTRES = np.arange(SIZE) + 0.5
 # doors open in the default layout: the serpentine 0-1-2-5-4-3-6-7-8 plus 4-7; closed: 0-3, 1-4, 5-8
 OPEN = {(0, 1), (1, 2), (2, 5), (4, 5), (3, 4), (3, 6), (6, 7), (7, 8), (4, 7)}
-
-
-def random_actions(rng: np.random.Generator, n: int) -> np.ndarray:
-    """A mix of huge (clipped), ordinary, axis-aligned, tiny and zero actions."""
-    a = rng.uniform(-10.0, 10.0, size=(n, 2))
-    kind = rng.integers(0, 5, size=n)
-    a[kind == 1] = rng.uniform(-2.45, 2.45, size=(int(np.sum(kind == 1)), 2))
-    axis = rng.integers(0, 2, size=n)
-    a[kind == 2, axis[kind == 2]] = 0.0  # axis-aligned
-    a[kind == 3] *= 1e-3  # tiny
-    a[rng.random(n) < 0.02] = 0.0
-    return a
-
-
-def segment_crosses_obstacle(old: np.ndarray, new: np.ndarray, rects: np.ndarray, margin: float,
-                             samples: int = 51) -> np.ndarray:
-    """Independent of the env's slab test: sample points along old -> new and test each one."""
-    s = np.linspace(0.0, 1.0, samples)
-    pts = old[:, None, :] + s[None, :, None] * (new - old)[:, None, :]
-    inside = inside_obstacle(pts.reshape(-1, 2), np.repeat(rects, samples, axis=0), margin)
-    return inside.reshape(len(old), samples).any(axis=1)
 
 
 def hand_room(pos: np.ndarray) -> np.ndarray:

@@ -79,3 +79,41 @@ def agent_layer(pos: np.ndarray, centres: np.ndarray, sigma: float) -> np.ndarra
     gx = np.exp(-((c[None, :] - pos[:, 0:1]) ** 2) / sig2)
     gy = np.exp(-((c[None, :] - pos[:, 1:2]) ** 2) / sig2)
     return np.rint(255.0 * gy[:, :, None] * gx[:, None, :]).astype(np.uint8)
+
+
+class PointWorld:
+    """What every batched pixel world shares: a point agent per episode among the walls ``rects (B, R, 4)``.
+
+    Subclasses set ``spec`` (``size``, ``agent_radius``, ``agent_sigma``, ``max_step``), ``num_envs``, ``pos
+    (B, 2)``, ``rects``, ``_grid`` (pixel centres) and ``_wall_layer`` (``(H, W)`` or ``(B, H, W)``), and define
+    ``state``. Frames are ``uint8 (B, 2, H, W)``: channel 0 the agent blob, channel 1 the walls.
+    """
+
+    channels = 2
+
+    @property
+    def obs_shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.spec.size, self.spec.size)
+
+    def _place(self, pos: np.ndarray) -> tuple[np.ndarray, dict]:
+        """Put every agent at ``pos (B, 2)``; a clear error for a position inside a wall or outside the frame."""
+        pos = f32(pos)
+        bad = inside_obstacle(pos, self.rects, self.spec.agent_radius)
+        bad |= np.any((pos < 0) | (pos > self.spec.size), axis=1)
+        if bad.any():
+            raise ValueError(f"positions inside a wall or outside the frame at episodes {np.flatnonzero(bad)[:10].tolist()}")
+        self.pos = pos.copy()
+        return self.render(), {"state": self.state}
+
+    def step(self, action: np.ndarray) -> tuple[np.ndarray, dict]:
+        """Move every agent by its clipped action, stopping at the first wall on the way."""
+        action = np.asarray(action, dtype=np.float64)
+        if action.shape != (self.num_envs, 2):
+            raise ValueError(f"action must have shape ({self.num_envs}, 2), got {action.shape}")
+        self.pos = move_points(self.pos, action, self.rects, self.spec.max_step, self.spec.agent_radius)
+        return self.render(), {"state": self.state}
+
+    def render(self) -> np.ndarray:
+        """Frames ``uint8 (B, 2, H, W)``: channel 0 the agent blob, channel 1 the walls."""
+        agent = agent_layer(self.pos, self._grid, self.spec.agent_sigma)
+        return np.stack([agent, np.broadcast_to(self._wall_layer, agent.shape)], axis=1)

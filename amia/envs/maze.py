@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from amia.envs.geometry import agent_layer, f32, inside_obstacle, move_points, wall_layer
+from amia.envs.geometry import PointWorld, f32, inside_obstacle, wall_layer
 
 MAZE_STATE_NAMES = ("x", "y")
 SERPENTINE = ((0, 1), (1, 2), (2, 5), (5, 4), (4, 3), (3, 6), (6, 7), (7, 8))
@@ -119,14 +119,13 @@ def door_distances(spec: MazeSpec) -> np.ndarray:
     return dist
 
 
-class MazeWorld:
+class MazeWorld(PointWorld):
     """Many episodes of a maze at once: ``reset``, ``step``, ``set_state``, ``render``, as ``RoomsWorld``.
 
     Arrays are batched over episodes: positions ``(B, 2)``, actions ``(B, 2)``, frames ``uint8 (B, 2, H, W)``
     (channel 0 the agent, channel 1 the walls). The state is ``(x, y)``: the layout never changes.
     """
 
-    channels = 2
     state_names = MAZE_STATE_NAMES
 
     def __init__(self, num_envs: int, spec: MazeSpec | None = None, seed: int | None = None):
@@ -142,10 +141,6 @@ class MazeWorld:
         self.distances = door_distances(self.spec)
         self._walls, self._extents = wall_centres(self.spec), room_extents(self.spec)
         self.pos = np.zeros((num_envs, 2))
-
-    @property
-    def obs_shape(self) -> tuple[int, int, int]:
-        return (self.channels, self.spec.size, self.spec.size)
 
     @property
     def state(self) -> np.ndarray:
@@ -199,27 +194,7 @@ class MazeWorld:
         state = np.asarray(state, dtype=np.float64)
         if state.shape != (self.num_envs, 2):
             raise ValueError(f"state must have shape ({self.num_envs}, 2) (x, y), got {state.shape}")
-        pos = f32(state)
-        bad = inside_obstacle(pos, self.rects, self.spec.agent_radius)
-        bad |= np.any((pos < 0) | (pos > self.spec.size), axis=1)
-        if bad.any():
-            episodes = np.flatnonzero(bad)[:10].tolist()
-            raise ValueError(f"positions inside a wall or outside the frame at episodes {episodes}")
-        self.pos = pos.copy()
-        return self.render(), {"state": self.state}
-
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, dict]:
-        """Move every agent by its clipped action, stopping at the first wall on the way."""
-        action = np.asarray(action, dtype=np.float64)
-        if action.shape != (self.num_envs, 2):
-            raise ValueError(f"action must have shape ({self.num_envs}, 2), got {action.shape}")
-        self.pos = move_points(self.pos, action, self.rects, self.spec.max_step, self.spec.agent_radius)
-        return self.render(), {"state": self.state}
-
-    def render(self) -> np.ndarray:
-        """Frames ``uint8 (B, 2, H, W)``: channel 0 the agent blob, channel 1 the walls."""
-        agent = agent_layer(self.pos, self._grid, self.spec.agent_sigma)
-        return np.stack([agent, np.broadcast_to(self._wall_layer, agent.shape)], axis=1)
+        return self._place(state)
 
 
 def maze_evaluation_set(spec: MazeSpec, episodes: int, seed: int = 0) -> dict[str, np.ndarray]:

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from amia.envs.geometry import (
-    agent_layer,
+    PointWorld,
     f32,
     first_hit_fraction,  # noqa: F401  (re-exported: it used to live here)
     inside_obstacle,
-    move_points,
     wall_layer,
 )
 
@@ -61,13 +60,12 @@ def wall_rectangles(spec: RoomsSpec, wall_x: np.ndarray, door_y: np.ndarray) -> 
     return rects
 
 
-class RoomsWorld:
+class RoomsWorld(PointWorld):
     """Many episodes of a rooms world at once: ``reset``, ``step``, ``set_state``, ``render``.
 
     Arrays are batched over episodes: positions ``(B, 2)``, actions ``(B, 2)``, frames ``uint8 (B, 2, H, W)``.
     """
 
-    channels = 2
     state_names = STATE_NAMES
 
     def __init__(self, num_envs: int, spec: RoomsSpec | None = None, seed: int | None = None):
@@ -82,10 +80,6 @@ class RoomsWorld:
         self.wall_x = np.full(num_envs, self.spec.wall_x)
         self.door_y = np.full(num_envs, self.spec.door_y)
         self._set_layout(self.wall_x, self.door_y)
-
-    @property
-    def obs_shape(self) -> tuple[int, int, int]:
-        return (self.channels, self.spec.size, self.spec.size)
 
     @property
     def state(self) -> np.ndarray:
@@ -137,26 +131,7 @@ class RoomsWorld:
             raise ValueError(f"state must have shape ({self.num_envs}, 2) or ({self.num_envs}, 4), got {state.shape}")
         if state.shape[1] == 4:
             self._set_layout(state[:, 2], state[:, 3])
-        pos = f32(state[:, :2])
-        bad = inside_obstacle(pos, self.rects, self.spec.agent_radius)
-        bad |= np.any((pos < 0) | (pos > self.spec.size), axis=1)
-        if bad.any():
-            raise ValueError(f"positions inside a wall or outside the frame at episodes {np.flatnonzero(bad)[:10].tolist()}")
-        self.pos = pos.copy()
-        return self.render(), {"state": self.state}
-
-    def step(self, action: np.ndarray) -> tuple[np.ndarray, dict]:
-        """Move every agent by its clipped action, stopping at the first wall on the way."""
-        action = np.asarray(action, dtype=np.float64)
-        if action.shape != (self.num_envs, 2):
-            raise ValueError(f"action must have shape ({self.num_envs}, 2), got {action.shape}")
-        self.pos = move_points(self.pos, action, self.rects, self.spec.max_step, self.spec.agent_radius)
-        return self.render(), {"state": self.state}
-
-    def render(self) -> np.ndarray:
-        """Frames ``uint8 (B, 2, H, W)``: channel 0 the agent blob, channel 1 the walls."""
-        agent = agent_layer(self.pos, self._grid, self.spec.agent_sigma)
-        return np.stack([agent, self._wall_layer], axis=1)
+        return self._place(state[:, :2])
 
     def room_of(self, pos: np.ndarray) -> np.ndarray:
         """-1 for the left room, +1 for the right room (relative to each episode's wall)."""
