@@ -66,6 +66,8 @@ WORLD_PRESETS: dict[str, list[str]] = {
     # Random layouts: the wall alone satisfies the variance term and is trivially predictable, so a weak
     # inverse-dynamics term lets the encoder drop the agent (benchmarks/results/wall_idm_sweep_h200.json).
     "amia/Wall-v0": ["jepa.loss.idm=10"],
+    # 96x96 frames seen at 32x32, like TwoRooms' 64x64 at downsample 2: the same cost per frame on a CPU.
+    "amia/Maze-v0": ["jepa.encoder.downsample=3"],
 }
 
 

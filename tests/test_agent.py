@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import numpy as np
 import pytest
@@ -12,7 +11,7 @@ import torch
 from amia.actor.planners import PlannerConfig, plan
 from amia.actor.policy import Policy, PolicyConfig, fit_policy, policy_rollout
 from amia.configurator import TASKS, build_cost, configure, moving_point
-from amia.cost import Critic, CriticTerm, ForbiddenRegion, GoalDistance, KeepAway, Position
+from amia.cost import Critic, CriticTerm, ForbiddenRegion, KeepAway, Position
 
 IDENTITY = Position(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]))  # 2-D states are positions
 
@@ -62,7 +61,7 @@ def test_intrinsic_terms_have_no_trainable_parameters_and_training_leaves_them_u
     fit_critic(critic, torch.randn(64, 8), torch.randn(64, 8), torch.rand(64), CriticConfig(steps=20, batch_size=16))
     policy = Policy(PolicyConfig(hidden=16, layers=2, steps=20, batch_size=16), 8, 8, 2, 1.0)
     fit_policy(policy, torch.randn(64, 8), goal.repeat(16, 1), torch.rand(64, 2) - 0.5)
-    rollout = lambda s0, a: s0[:, None] + torch.nn.functional.pad(a, (0, 6)).cumsum(1)  # noqa: E731
+    rollout = lambda s0, a: s0[:, None] + torch.nn.functional.pad(a, (0, 6)).cumsum(1)
     plan("gd", rollout, build_cost(task, goal, probe, critic=critic), torch.randn(4, 8), torch.zeros(4, 5, 2), 1.0,
          PlannerConfig(horizon=5, iterations=5, restarts=2))
     assert all(torch.equal(a, b) for a, b in zip(before, tensors))
@@ -81,7 +80,7 @@ def test_configurator_weights_change_the_plan_as_expected():
         cost = build_cost(task, goal, IDENTITY)
         result = plan("gd", integrator, cost, s0, torch.zeros(1, 12, 2), 2.0, cfg, generator=torch.Generator().manual_seed(0))
         paths[weight] = integrator(s0, result.actions)[0]
-    inside = lambda p: (p[:, 0] > 4) & (p[:, 0] < 8) & (p[:, 1] > -2) & (p[:, 1] < 2)  # noqa: E731
+    inside = lambda p: (p[:, 0] > 4) & (p[:, 0] < 8) & (p[:, 1] > -2) & (p[:, 1] < 2)
     assert inside(paths[0.0]).any() and paths[0.0][:, 1].abs().max() < 0.5  # straight through
     assert not inside(paths[1.0]).any()
     assert (paths[1.0][-1] - goal[0]).norm() < 0.5
