@@ -123,7 +123,18 @@ def _tiny_train_config():
 
 
 def run_workers(fn, args: tuple) -> None:
-    """Start ``WORLD`` spawned processes ``fn(rank, port, *args)``; fail (and kill them) after ``TIMEOUT_S``."""
+    """Start ``WORLD`` spawned processes ``fn(rank, port, *args)``; fail (and kill them) after ``TIMEOUT_S``.
+
+    A worker killed by a signal before finishing (seen once in CI: gloo's rendezvous aborting in C++,
+    "terminate called without an active exception") is retried once on a fresh port; a Python error is not.
+    """
+    try:
+        _run_workers_once(fn, args)
+    except mp.ProcessExitedException:
+        _run_workers_once(fn, args)
+
+
+def _run_workers_once(fn, args: tuple) -> None:
     ctx = mp.start_processes(fn, args=(free_port(), *args), nprocs=WORLD, join=False, start_method="spawn")
     deadline = time.monotonic() + TIMEOUT_S
     try:
