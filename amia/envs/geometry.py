@@ -84,12 +84,19 @@ def agent_layer(pos: np.ndarray, centres: np.ndarray, sigma: float) -> np.ndarra
 class PointWorld:
     """What every batched pixel world shares: a point agent per episode among the walls ``rects (B, R, 4)``.
 
-    Subclasses set ``spec`` (``size``, ``agent_radius``, ``agent_sigma``, ``max_step``), ``num_envs``, ``pos
-    (B, 2)``, ``rects``, ``_grid`` (pixel centres) and ``_wall_layer`` (``(H, W)`` or ``(B, H, W)``), and define
-    ``state``. Frames are ``uint8 (B, 2, H, W)``: channel 0 the agent blob, channel 1 the walls.
+    A subclass calls ``__init__`` with its spec (``size``, ``agent_radius``, ``agent_sigma``, ``max_step``), then
+    sets ``rects`` and ``_wall_layer`` (``(H, W)`` or ``(B, H, W)``) and defines ``state``. Frames are ``uint8 (B, 2, H, W)``: channel 0 the agent blob, channel 1 the walls.
     """
 
     channels = 2
+
+    def __init__(self, num_envs: int, spec, seed: int | None = None):
+        if num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        self.spec, self.num_envs = spec, num_envs
+        self.rng = np.random.default_rng(seed)
+        self._grid = np.arange(spec.size) + 0.5  # pixel centres
+        self.pos = np.zeros((num_envs, 2))
 
     @property
     def obs_shape(self) -> tuple[int, int, int]:

@@ -129,18 +129,12 @@ class MazeWorld(PointWorld):
     state_names = MAZE_STATE_NAMES
 
     def __init__(self, num_envs: int, spec: MazeSpec | None = None, seed: int | None = None):
-        if num_envs < 1:
-            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-        self.spec = spec or MazeSpec()
-        self.num_envs = num_envs
-        self.rng = np.random.default_rng(seed)
-        self._grid = np.arange(self.spec.size) + 0.5
+        super().__init__(num_envs, spec or MazeSpec(), seed)
         layout = maze_rectangles(self.spec)
         self.rects = np.broadcast_to(layout, (num_envs, *layout.shape))  # one read-only layout for all
         self._wall_layer = wall_layer(layout[None], self._grid)[0]
         self.distances = door_distances(self.spec)
         self._walls, self._extents = wall_centres(self.spec), room_extents(self.spec)
-        self.pos = np.zeros((num_envs, 2))
 
     @property
     def state(self) -> np.ndarray:

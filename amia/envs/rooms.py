@@ -69,14 +69,7 @@ class RoomsWorld(PointWorld):
     state_names = STATE_NAMES
 
     def __init__(self, num_envs: int, spec: RoomsSpec | None = None, seed: int | None = None):
-        if num_envs < 1:
-            raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-        self.spec = spec or RoomsSpec()
-        self.num_envs = num_envs
-        self.rng = np.random.default_rng(seed)
-        centres = np.arange(self.spec.size) + 0.5
-        self._grid = centres
-        self.pos = np.zeros((num_envs, 2))
+        super().__init__(num_envs, spec or RoomsSpec(), seed)
         self.wall_x = np.full(num_envs, self.spec.wall_x)
         self.door_y = np.full(num_envs, self.spec.door_y)
         self._set_layout(self.wall_x, self.door_y)
