@@ -85,7 +85,8 @@ class PointWorld:
     """What every batched pixel world shares: a point agent per episode among the walls ``rects (B, R, 4)``.
 
     A subclass calls ``__init__`` with its spec (``size``, ``agent_radius``, ``agent_sigma``, ``max_step``), then
-    sets ``rects`` and ``_wall_layer`` (``(H, W)`` or ``(B, H, W)``) and defines ``state``. Frames are ``uint8 (B, 2, H, W)``: channel 0 the agent blob, channel 1 the walls.
+    sets ``rects`` and ``_wall_layer`` (``(H, W)`` or ``(B, H, W)``) and defines ``state``. Frames are
+    ``uint8 (B, 2, H, W)``: channel 0 the agent blob, channel 1 the walls.
     """
 
     channels = 2
