@@ -11,25 +11,29 @@ from amia.config import apply_overrides, load_yaml
 
 DEFAULT_ENV = "amia/TwoRooms-v0"
 LEVEL2_PREFIX = "level2."  # `amia train --levels 2` overrides of amia.hjepa.HJEPAConfig
+CRITIC2_PREFIX = "critic2."  # and of amia.level2_critic.Level2CriticConfig
 
 
 def _train_config(args):
     from amia.train import TrainConfig, default_config
 
     cfg = load_yaml(TrainConfig, args.config) if args.config else default_config(args.env)
-    return apply_overrides(cfg, [o for o in args.overrides if not o.startswith(LEVEL2_PREFIX)])
+    return apply_overrides(cfg, [o for o in args.overrides if not o.startswith((LEVEL2_PREFIX, CRITIC2_PREFIX))])
 
 
 def _level2_config(args):
-    """The ``HJEPAConfig`` of ``amia train --levels 2`` from the ``level2.KEY=value`` overrides."""
+    """The ``HJEPAConfig`` and ``Level2CriticConfig`` of ``amia train --levels 2`` from the ``level2.KEY=value``
+    and ``critic2.KEY=value`` overrides (``None, None`` for one level)."""
     from amia.hjepa import HJEPAConfig
+    from amia.level2_critic import Level2CriticConfig
 
     given = [o[len(LEVEL2_PREFIX):] for o in args.overrides if o.startswith(LEVEL2_PREFIX)]
+    given_critic = [o[len(CRITIC2_PREFIX):] for o in args.overrides if o.startswith(CRITIC2_PREFIX)]
     if args.levels == 1:
-        if given:
-            raise ValueError(f"level2.* overrides ({', '.join(given)}) need --levels 2")
-        return None
-    return apply_overrides(HJEPAConfig(), given)
+        if given or given_critic:
+            raise ValueError(f"level2.* and critic2.* overrides ({', '.join(given + given_critic)}) need --levels 2")
+        return None, None
+    return apply_overrides(HJEPAConfig(), given), apply_overrides(Level2CriticConfig(), given_critic)
 
 
 def cmd_collect(args) -> None:
@@ -47,7 +51,7 @@ def cmd_train(args) -> None:
     from amia import distributed
     from amia.train import finished_metrics, train
 
-    cfg, cfg2 = _train_config(args), _level2_config(args)  # refuse a bad level2.* key before any training
+    cfg, (cfg2, critic_cfg) = _train_config(args), _level2_config(args)  # refuse bad level2.* keys before training
     metrics = None
     if cfg2 is not None:  # a finished level 1 is not retrained (nor re-diagnosed): go straight to level 2
         metrics = finished_metrics(args.env, args.out, cfg, args.data)
@@ -70,6 +74,15 @@ def cmd_train(args) -> None:
               f"{report['level2_pred_error_px']:.2f} px, level 1 {report['level1_pred_error_px']:.2f} px "
               f"(do-nothing {report['copy_error_px']:.2f} px)")
     print(f"wrote {Path(args.out) / 'level2.safetensors'} and level2.json")
+    from amia.level2_critic import train_level2_critic
+
+    summary = train_level2_critic(args.out, critic_cfg, device=args.device, progress=not args.quiet)
+    check = summary.get("check") or {}
+    print(f"level-2 critic: {summary['steps']} steps in {summary['seconds']:.0f} s; final loss "
+          f"{summary['final_loss']:.4g}" + (f"; rank correlation with the true shortest path "
+                                           f"{check['spearman_critic_vs_geodesic']:.3f} (straight line "
+                                           f"{check['spearman_straight_vs_geodesic']:.3f})" if check else ""))
+    print(f"wrote {Path(args.out) / 'level2_critic.safetensors'} and level2_critic.json")
 
 
 def cmd_demo(args) -> None:
@@ -106,7 +119,7 @@ def cmd_eval(args) -> None:
     base = apply_overrides(EvalConfig(episodes=args.episodes, seed=args.seed, task=args.task, mode=args.mode,
                                       policy_init=args.policy_init, critic_weight=args.critic_weight,
                                       hierarchical=args.hierarchical), args.overrides)
-    level2 = None
+    level2 = critic2 = None
     if base.hierarchical:
         from amia.hjepa import load_level2
 
@@ -114,6 +127,9 @@ def cmd_eval(args) -> None:
             raise ValueError("--hierarchical plans the reach task in Mode-2 (no --mode 1, --task, --policy-init or "
                              "--critic-weight)")
         level2, _ = load_level2(args.run, args.device, level1=model)  # names `amia train --levels 2` if missing
+        from amia.level2_critic import load_level2_critic
+
+        critic2 = load_level2_critic(args.run, args.device)
     parts = load_parts(args.run, model.cfg.encoder.dim)
     if base.mode == 1 and parts["policy"] is None:
         raise FileNotFoundError(f"{args.run}: no policy.safetensors; run `amia distill --run {args.run}` first")
@@ -121,7 +137,8 @@ def cmd_eval(args) -> None:
     names = PLANNERS if args.planner == "all" else [args.planner]
     for name in names if base.mode == 2 else names[:1]:
         cfg = dataclasses.replace(base, planner=name)
-        results.append({**evaluate(model, env, cfg, args.device, progress=not args.quiet, parts=parts, level2=level2),
+        results.append({**evaluate(model, env, cfg, args.device, progress=not args.quiet, parts=parts, level2=level2,
+                                   critic2=critic2),
                         "git_rev": git_revision()})
     kind = "hierarchical Mode-2, " if base.hierarchical else ""
     print(f"\n{'actor':<8} {'success':>8} {'strict':>7} {'final px':>9} {'ms/plan':>8} {'ms/act':>7}   "
@@ -144,12 +161,12 @@ def cmd_eval(args) -> None:
         print(f"wrote {args.plot}")
     if args.gif:
         write_gif(args.gif, model, saved, args.run, env, dataclasses.replace(base, planner=results[0]["planner"]),
-                  args.device, level2=level2)
+                  args.device, level2=level2, critic2=critic2)
         print(f"wrote {args.gif}")
 
 
 def write_gif(path: str, model, saved: dict, run: str, env: str, cfg, device: str, episodes: int = 4,
-              level2=None) -> None:
+              level2=None, critic2=None) -> None:
     """An animation of a few episodes: frames, goal (green) and each plan's predicted positions (blue); with
     ``cfg.hierarchical``, also the subgoal that level 2 handed to level 1 (orange ring; none once level 1 plans to
     the goal itself), read from the level-2 state by a linear probe fitted on the run's data."""
@@ -163,7 +180,7 @@ def write_gif(path: str, model, saved: dict, run: str, env: str, cfg, device: st
     from amia.viz import episode_gif
 
     out = run_episodes(model, env, dataclasses.replace(cfg, episodes=episodes), device, progress=False,
-                       record=episodes, level2=level2)
+                       record=episodes, level2=level2, critic2=critic2)
     trace = out["trace"]
     data = saved.get("data") or str(Path(run) / "data.h5")
     plans = subgoals = None
@@ -238,11 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.add_argument("--levels", type=int, default=1, choices=[1, 2],
-                   help="2: after level 1 (skipped when finished), train the H-JEPA's level 2 on its frozen states "
-                        "(writes level2.safetensors, level2.json; rerun to resume)")
+                   help="2: after level 1 (skipped when finished), train the H-JEPA's level 2 on its frozen states, "
+                        "then level 2's critic (writes level2.safetensors, level2.json, level2_critic.safetensors, "
+                        "level2_critic.json; rerun to resume)")
     t.add_argument("overrides", nargs="*", metavar="key=value",
                    help="config overrides, e.g. steps=500 jepa.loss.cov=4; level2.KEY=value addresses "
-                        "amia.hjepa.HJEPAConfig (with --levels 2), e.g. level2.stride=4 level2.pool=mean")
+                        "amia.hjepa.HJEPAConfig (with --levels 2), e.g. level2.stride=4 level2.pool=mean, and "
+                        "critic2.KEY=value amia.level2_critic.Level2CriticConfig, e.g. critic2.steps=10000")
     t.set_defaults(func=cmd_train)
 
     d = sub.add_parser("demo", help="the main job on the default world: collect, train, plan to goals")

@@ -159,3 +159,19 @@ class SubgoalDistance:
         s2 = self.encoder(states)  # (B, ..., T, D2)
         per_step = (s2 - _per_episode(self.subgoal, s2, 1)).pow(2).mean(-1)  # (B, ..., T)
         return (per_step * subgoal_weights(states.shape[-2], self.at, self.final_weight, states.device)).sum(-1)
+
+
+@dataclass(frozen=True)
+class GoalCritic:
+    """``TC_goal`` at level 2 of hierarchical Mode-2: the level-2 critic's estimate of the level-2 steps still
+    needed from each predicted state to the goal (``amia.level2_critic``), a weighted mean over the horizon
+    (``horizon_weights``). ``critic(s2, g2)`` is frozen; ``goal`` is ``(B, D2)``, states ``(B, ..., T, D2)``."""
+
+    critic: nn.Module
+    goal: torch.Tensor
+    final_weight: float = 10.0
+
+    def __call__(self, states: torch.Tensor) -> torch.Tensor:
+        per_step = self.critic(states, _per_episode(self.goal, states, 1))  # (B, ..., T)
+        return (per_step * horizon_weights(states.shape[-2], self.final_weight, states.device)).sum(-1)
+

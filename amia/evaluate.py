@@ -118,8 +118,9 @@ def make_agent(model: JEPA, env_id: str, cfg: EvalConfig, device: torch.device, 
 
 
 def make_hierarchical_actor(model: JEPA, level2, env_id: str, cfg: EvalConfig,
-                            device: torch.device) -> HierarchicalActor:
-    """The hierarchical actor the protocol runs: both frozen levels and the configured planner(s)."""
+                            device: torch.device, critic2=None) -> HierarchicalActor:
+    """The hierarchical actor the protocol runs: both frozen levels, the level-2 critic if the run has one
+    (``amia.level2_critic``), and the configured planner(s)."""
     if level2 is None:
         raise GoalReachingError("hierarchical Mode-2 needs the run's level 2 (`amia train --levels 2`)")
     if cfg.task != "reach" or cfg.mode != 2:
@@ -128,16 +129,21 @@ def make_hierarchical_actor(model: JEPA, level2, env_id: str, cfg: EvalConfig,
     model = model.to(device).eval().requires_grad_(False)
     level2 = level2.to(device).eval().requires_grad_(False)
     try:
-        return HierarchicalActor(model, level2, cfg.planner, cfg.hierarchy, bound=make_world(env_id, 1).spec.max_step)
+        if critic2 is not None:
+            critic2 = critic2.to(device).eval().requires_grad_(False)
+        return HierarchicalActor(model, level2, cfg.planner, cfg.hierarchy, bound=make_world(env_id, 1).spec.max_step,
+                                 critic2=critic2)
     except ValueError as e:
         raise GoalReachingError(str(e)) from None
 
 
 def run_episodes(model: JEPA, env_id: str, cfg: EvalConfig, device: torch.device | str = "cpu",
-                 progress: bool = True, record: int = 0, parts: dict | None = None, level2=None) -> dict:
+                 progress: bool = True, record: int = 0, parts: dict | None = None, level2=None,
+                 critic2=None) -> dict:
     """Run the protocol; returns per-episode arrays (final distances, ever-within-strict, true positions) and
     optional traces. ``parts``: the run's ``policy``, ``critic`` and ``position`` probe (from ``amia distill``);
-    ``level2``: the run's H-JEPA level 2 (``amia.hjepa.load_level2``), needed when ``cfg.hierarchical``.
+    ``level2``: the run's H-JEPA level 2 (``amia.hjepa.load_level2``), needed when ``cfg.hierarchical``, and
+    ``critic2`` its critic (``amia.level2_critic.load_level2_critic``; ``None``: level 2 plans on distance alone).
 
     ``record`` keeps, for that many episodes, the frames, goal positions and each plan's predicted states
     (hierarchical: also the subgoals, the goal switch and level 2's predicted states).
@@ -149,7 +155,7 @@ def run_episodes(model: JEPA, env_id: str, cfg: EvalConfig, device: torch.device
     device = torch.device(device)
     steps = cfg.steps(env_id)
     if cfg.hierarchical:
-        agent = make_hierarchical_actor(model, level2, env_id, cfg, device)
+        agent = make_hierarchical_actor(model, level2, env_id, cfg, device, critic2)
     else:
         agent = make_agent(model, env_id, cfg, device, parts)
     pairs = task_episodes(env_id, task, cfg.episodes, cfg.seed)
@@ -191,13 +197,13 @@ def eval_task(cfg: EvalConfig) -> TaskConfig:
 
 
 def timing(model: JEPA, env_id: str, cfg: EvalConfig, device: torch.device | str = "cpu",
-           parts: dict | None = None, level2=None) -> dict:
+           parts: dict | None = None, level2=None, critic2=None) -> dict:
     """Wall time of one episode at batch size 1: ``ms_per_plan_median`` (median of the warm re-planning calls in
     Mode-2, of the policy's actions in Mode-1, perception included) and ``ms_per_action_mean`` (all decision time
     over all actions: Mode-2's re-planning amortised over the ``replan_every`` actions it serves)."""
     device = torch.device(device)
     if cfg.hierarchical:
-        return hierarchical_timing(model, level2, env_id, cfg, device)
+        return hierarchical_timing(model, level2, env_id, cfg, device, critic2)
     task = eval_task(cfg)
     agent = make_agent(model, env_id, cfg, device, parts)
     pairs = task_episodes(env_id, task, 1, cfg.seed)
@@ -232,12 +238,13 @@ def timing(model: JEPA, env_id: str, cfg: EvalConfig, device: torch.device | str
             "ms_per_action_mean": round(1000 * total / (steps - cfg.replan_every), 3)}
 
 
-def hierarchical_timing(model: JEPA, level2, env_id: str, cfg: EvalConfig, device: torch.device) -> dict:
+def hierarchical_timing(model: JEPA, level2, env_id: str, cfg: EvalConfig, device: torch.device,
+                        critic2=None) -> dict:
     """``timing`` for hierarchical Mode-2: ``ms_per_plan_median`` is the median wall time of the steps at which
     level 1 re-plans (level 2's re-plan included when it is due), ``ms_per_level2_plan_median`` of those at
     which both levels re-plan; ``ms_per_action_mean`` amortises all of it over every action. The first level-2
     period (cold starts) is left out."""
-    actor = make_hierarchical_actor(model, level2, env_id, cfg, device)
+    actor = make_hierarchical_actor(model, level2, env_id, cfg, device, critic2)
     h = cfg.hierarchy
     every2 = h.level2_every(actor.stride)
     pairs = task_episodes(env_id, eval_task(cfg), 1, cfg.seed)
@@ -283,11 +290,11 @@ def time_per_plan(model: JEPA, env_id: str, cfg: EvalConfig, device: torch.devic
 
 
 def evaluate(model: JEPA, env_id: str, cfg: EvalConfig, device: torch.device | str = "cpu",
-             progress: bool = True, parts: dict | None = None, level2=None) -> dict:
+             progress: bool = True, parts: dict | None = None, level2=None, critic2=None) -> dict:
     """The protocol's summary for one planner (or the policy, in Mode-1) on one task; hierarchical Mode-2 with
     ``cfg.hierarchical`` (``level2``: the run's level 2), which adds ``hierarchical: true``, both horizons,
     the stride and the planning compute (``predictor_calls_per_step``, ``amia.actor.compute``)."""
-    out = run_episodes(model, env_id, cfg, device, progress, parts=parts, level2=level2)
+    out = run_episodes(model, env_id, cfg, device, progress, parts=parts, level2=level2, critic2=critic2)
     d = out["final_distance"]
     r = {"env": env_id, "task": cfg.task, "mode": cfg.mode, "planner": cfg.planner if cfg.mode == 2 else "policy",
          "policy_init": cfg.policy_init, "critic_weight": cfg.critic_weight,
@@ -304,14 +311,17 @@ def evaluate(model: JEPA, env_id: str, cfg: EvalConfig, device: torch.device | s
     if cfg.hierarchical:
         h, k = cfg.hierarchy, level2.cfg.stride
         r.update(planner2=h.planner2 or cfg.planner, level2_horizon=h.level2.horizon, stride=k,
+                 level2_critic_weight=h.critic_weight if critic2 is not None else 0.0,
                  replan_every=h.replan_every, replan2_every=h.level2_every(k),
                  predictor_calls_per_step=hierarchical_calls_per_step(cfg.planner, h.level1, h.replan_every,
                                                                       h.planner2 or cfg.planner, h.level2,
-                                                                      h.level2_every(k)))
+                                                                      h.level2_every(k),
+                                                                      level2_factor=2 if critic2 is not None
+                                                                      and h.critic_weight else 1))
     elif cfg.mode == 2:
         r["predictor_calls_per_step"] = flat_calls_per_step(cfg.planner, cfg.planning, cfg.replan_every)
     if cfg.timing_calls and "min_point_distance" not in out:
-        r.update(timing(model, env_id, cfg, device, parts, level2))
+        r.update(timing(model, env_id, cfg, device, parts, level2, critic2))
     else:
         r.update(ms_per_plan_median=None, ms_per_action_mean=None)
     return r

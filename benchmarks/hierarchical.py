@@ -12,7 +12,11 @@
    roll-outs (each counted as a level-1 call, though the level-2 predictor is smaller); flat Mode-2 gets the
    fewest warm iterations (cold iterations scaled alike) that reach at least that count, its candidates per
    iteration (restarts, samples) unchanged. Both counts and wall times are in the JSON.
-3. The level-2 vs level-1 open-loop position error at a 64-step horizon (``amia.hjepa.level2_horizon_report``).
+3. With ``--flat-critic``, flat Mode-2 once more (at the first flat horizon, same compute) with level 2's critic
+   scoring the end of its horizon, ``TC(Enc2(s1[T]), Enc2(goal))``: is the hierarchy needed, or only the critic?
+4. The level-2 vs level-1 open-loop position error at a 64-step horizon (``amia.hjepa.level2_horizon_report``).
+
+The hierarchical row uses the run's level-2 critic (``amia.level2_critic``) when it has one.
 
 ``--set`` takes ``amia.evaluate.EvalConfig`` overrides for every row (``max_steps=300``, ``planning.samples=256``,
 ``hierarchy.level2.horizon=6``, ...). The episode budget is the world's (400 steps in ``amia/Maze-v0``).
@@ -44,6 +48,8 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=200)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--flat-horizons", type=int, nargs="+", default=[32, 64])
+    p.add_argument("--flat-critic", action="store_true",
+                   help="also run flat Mode-2 with level 2's critic on the last predicted state (first flat horizon)")
     p.add_argument("--report-steps", type=int, default=64, help="horizon of the level-2 vs level-1 report")
     p.add_argument("--report-windows", type=int, default=512)
     p.add_argument("--device", default="cpu")
@@ -58,17 +64,21 @@ def main() -> None:
     from amia.config import apply_overrides, to_dict
     from amia.evaluate import EvalConfig, evaluate
     from amia.hjepa import level2_horizon_report, load_level2
+    from amia.level2_critic import LevelOneView, load_level2_critic
     from amia.provenance import git_revision, machine
     from amia.train import load_model
 
     model, saved = load_model(args.run, args.device)
     level2, _ = load_level2(args.run, args.device, level1=model)
+    critic2 = load_level2_critic(args.run, args.device)
     env = args.env or saved["env_id"]
     base = apply_overrides(EvalConfig(episodes=args.episodes, seed=args.seed, planner=args.planner), args.overrides)
 
-    def run(name: str, cfg: EvalConfig) -> dict:
+    def run(name: str, cfg: EvalConfig, parts: dict | None = None) -> dict:
         t0 = time.time()
-        r = {"actor": name, **evaluate(model, env, cfg, args.device, level2=level2 if cfg.hierarchical else None)}
+        r = {"actor": name, **evaluate(model, env, cfg, args.device, parts=parts,
+                                       level2=level2 if cfg.hierarchical else None,
+                                       critic2=critic2 if cfg.hierarchical else None)}
         r["eval_seconds"] = round(time.time() - t0, 1)
         print(json.dumps(r), flush=True)
         return r
@@ -82,6 +92,15 @@ def main() -> None:
         assert flat_calls_per_step(args.planner, planning, base.replan_every) >= target
         flat_configs[f"flat_h{horizon}"] = to_dict(planning)
         results.append(run(f"flat_h{horizon}", dataclasses.replace(base, hierarchical=False, planning=planning)))
+    if args.flat_critic:
+        if critic2 is None:
+            raise SystemExit(f"--flat-critic: {args.run} has no level-2 critic (`amia train --levels 2` trains it)")
+        planning = match_compute(args.planner, dataclasses.replace(base.planning, horizon=args.flat_horizons[0]),
+                                 base.replan_every, target)
+        weight = base.hierarchy.critic_weight
+        results.append(run(f"flat_h{args.flat_horizons[0]}_critic2",
+                           dataclasses.replace(base, hierarchical=False, planning=planning, critic_weight=weight),
+                           parts={"critic": LevelOneView(critic2, level2)}))
     report = level2_horizon_report(args.run, args.report_steps, args.report_windows, args.device, seed=args.seed)
 
     out = {"benchmark": "hierarchical_mode2", "command": " ".join(["benchmarks/hierarchical.py", *sys.argv[1:]]),
@@ -90,10 +109,10 @@ def main() -> None:
            "results": results, "horizon_report": report}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
-    print(f"\n{'actor':<13} {'success':>8} {'strict':>7} {'final px':>9} {'calls/step':>11} {'ms/plan':>8} {'ms/act':>7}"
+    print(f"\n{'actor':<19} {'success':>8} {'strict':>7} {'final px':>9} {'calls/step':>11} {'ms/plan':>8} {'ms/act':>7}"
           f"   ({env}, {base.episodes} episodes, seed {base.seed}, {results[0]['max_steps']} steps, {args.planner})")
     for r in results:
-        print(f"{r['actor']:<13} {r['success_rate']:>8.3f} {r['strict_success_rate']:>7.3f} "
+        print(f"{r['actor']:<19} {r['success_rate']:>8.3f} {r['strict_success_rate']:>7.3f} "
               f"{r['mean_final_distance_px']:>9.2f} {r['predictor_calls_per_step']:>11.0f} "
               f"{r['ms_per_plan_median']:>8.1f} {r['ms_per_action_mean']:>7.1f}")
     print(f"\nposition error {report['horizon_steps']} steps ahead, open loop ({report['windows']} held-out windows): "

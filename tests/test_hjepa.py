@@ -23,6 +23,7 @@ from amia.data.blocks import Level1Cache, action_blocks, pool_span, stride_block
 from amia.data.collect import CollectConfig, collect
 from amia.hjepa import (LEVEL2_FILE, SUMMARY_FILE, ActionEncoder, HJEPAConfig, Level2, level2_horizon_report,
                         load_level2, train_level2)
+from amia.level2_critic import load_level2_critic
 from amia.jepa import JEPAConfig
 from amia.perception import EncoderConfig
 from amia.train import RunError, TrainConfig, train
@@ -53,6 +54,8 @@ LEVEL2_OVERRIDES = ["level2.stride=4", "level2.horizon=3", "level2.dim=6", "leve
                     "level2.encoder_hidden=16", "level2.action_hidden=16", "level2.predictor.hidden=16",
                     f"level2.steps={L2_STEPS}", "level2.batch_size=8", "level2.warmup=2", "level2.log_every=2",
                     "level2.checkpoint_every=2", "level2.report_steps=12", "level2.report_windows=8", "level2.threads=1"]
+CRITIC2_OVERRIDES = ["critic2.steps=5", "critic2.batch_size=16", "critic2.hidden=8", "critic2.layers=1",
+                     "critic2.log_every=1", "critic2.checkpoint_every=2"]
 LEVEL1_OVERRIDES = ["steps=8", "batch_size=8", "window=4", "val_every=0", "log_every=2", "checkpoint_every=2",
                     "diag_windows=16", "threads=1", "warmup=2", "jepa.encoder.dim=8", "jepa.encoder.channels=[4,8]",
                     "jepa.encoder.downsample=4", "jepa.predictor.hidden=16"]
@@ -350,9 +353,10 @@ def test_cli_levels_2_skips_a_finished_level1_and_trains_level2(level1_run, data
     run = fresh_copy(level1_run, tmp_path)
     level1_files = {n: (run / n).read_bytes() for n in ("checkpoint.safetensors", "metrics.json")}
     args = ["train", "--env", ENV, "--data", str(data_file), "--out", str(run), "--quiet", "--levels", "2"]
-    assert cli_main(args + LEVEL1_OVERRIDES + LEVEL2_OVERRIDES) == 0
+    assert cli_main(args + LEVEL1_OVERRIDES + LEVEL2_OVERRIDES + CRITIC2_OVERRIDES) == 0
     out = capsys.readouterr().out
     assert "level 1 of" in out and "is finished" in out and "level 2: 6 steps" in out
+    assert "level-2 critic: 5 steps" in out and load_level2_critic(run) is not None
     assert {n: (run / n).read_bytes() for n in level1_files} == level1_files
     level2, _ = load_level2(run)
     assert level2.cfg == tiny_level2()
@@ -364,4 +368,8 @@ def test_cli_level2_overrides_are_checked(level1_run, data_file, tmp_path, capsy
     assert "need --levels 2" in capsys.readouterr().err
     assert cli_main(base + ["--levels", "2"] + LEVEL1_OVERRIDES + ["level2.strid=4"]) == 2
     assert "'strid'" in capsys.readouterr().err
+    assert cli_main(base + LEVEL1_OVERRIDES + ["critic2.steps=5"]) == 2
+    assert "need --levels 2" in capsys.readouterr().err
+    assert cli_main(base + ["--levels", "2"] + LEVEL1_OVERRIDES + ["critic2.gamma=1.5"]) == 2
+    assert "critic2.gamma" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()

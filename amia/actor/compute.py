@@ -13,7 +13,9 @@ Hierarchical Mode-2 (``amia.actor.hierarchical``) pays a level-1 re-plan every `
 level-2 re-plan every ``replan2_every`` steps; its level-1 cost encodes every predicted level-1 state with the
 level-2 encoder, an MLP of the same size class as the predictor, counted as one more call per state (so
 level 1 costs twice its roll-outs). A level-2 predictor call is counted as a level-1 one although the level-2
-predictor is smaller. Cold starts (the first plan of an episode) are left out of the per-step figure.
+predictor is smaller. With a level-2 critic (``amia.level2_critic``), level 2's cost evaluates the critic, an
+MLP of the same size class, on every predicted level-2 state: level 2 then counts twice its roll-outs. Cold
+starts (the first plan of an episode) are left out of the per-step figure.
 """
 
 from __future__ import annotations
@@ -50,10 +52,13 @@ def flat_calls_per_step(planner: str, cfg: PlannerConfig, replan_every: int) -> 
 
 
 def hierarchical_calls_per_step(planner1: str, cfg1: PlannerConfig, replan_every: int, planner2: str,
-                                cfg2: PlannerConfig, replan2_every: int, encode_factor: int = 2) -> float:
+                                cfg2: PlannerConfig, replan2_every: int, encode_factor: int = 2,
+                                level2_factor: int = 1) -> float:
     """Predictor calls per level-1 step of hierarchical Mode-2 (level 1 counted ``encode_factor`` times: its
-    roll-outs plus the level-2 encoding of every predicted state in the subgoal cost)."""
-    return encode_factor * plan_calls(planner1, cfg1) / replan_every + plan_calls(planner2, cfg2) / replan2_every
+    roll-outs plus the level-2 encoding of every predicted state in the subgoal cost; level 2 ``level2_factor``
+    times: 2 with a level-2 critic)."""
+    return (encode_factor * plan_calls(planner1, cfg1) / replan_every
+            + level2_factor * plan_calls(planner2, cfg2) / replan2_every)
 
 
 def match_compute(planner: str, cfg: PlannerConfig, replan_every: int, target: float) -> PlannerConfig:

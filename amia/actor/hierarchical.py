@@ -33,9 +33,10 @@ from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
+from torch import nn
 
 from amia.actor.planners import PLANNERS, PlannerConfig, plan, shift
-from amia.cost import GoalDistance, SubgoalDistance, _per_episode
+from amia.cost import Cost, GoalCritic, GoalDistance, SubgoalDistance, _per_episode
 
 if TYPE_CHECKING:
     from amia.hjepa import Level2
@@ -68,6 +69,7 @@ class HierarchyConfig:
     final_weight: float = 30.0
     level2_final_weight: float = 5.0
     switch_distance: float = 0.1
+    critic_weight: float = 1.0
 
     def __post_init__(self):
         if self.planner2 and self.planner2 not in PLANNERS:
@@ -120,7 +122,8 @@ class HierarchicalActor:
     """Hierarchical Mode-2 over a frozen level 1 (``model``: ``.encoder``, ``.predictor.rollout``) and a frozen
     level 2 (``level2``: ``.encode``, ``.rollout``, ``.cfg.stride``, ``.cfg.span``, ``.action_dim``).
 
-    ``planner`` plans level 1 (and level 2 unless ``cfg.planner2``); ``bound`` is the world's action bound.
+    ``planner`` plans level 1 (and level 2 unless ``cfg.planner2``); ``bound`` is the world's action bound;
+    ``critic2`` the run's level-2 critic (``amia.level2_critic``), or ``None``.
     """
 
     model: JEPA
@@ -128,6 +131,7 @@ class HierarchicalActor:
     planner: str = "gd"
     cfg: HierarchyConfig = field(default_factory=HierarchyConfig)
     bound: float = 2.45
+    critic2: nn.Module | None = None
 
     def __post_init__(self):
         if self.planner not in PLANNERS:
@@ -179,6 +183,9 @@ class HierarchicalActor:
         else:
             init = shift(ep.plan2, every // k) if every >= k else ep.plan2
         cost = GoalDistance(ep.goal2, c.level2_final_weight)
+        if self.critic2 is not None and c.critic_weight:
+            cost = Cost({"goal": (1.0, cost)}, {"critic": (c.critic_weight, GoalCritic(self.critic2, ep.goal2,
+                                                                                         c.level2_final_weight))})
         ep.plan2 = plan(self.planner2, self.level2.rollout, cost, s2, init, 1.0, c.level2,
                         warm=ep.plan2 is not None, generator=ep.generator).actions
         with torch.no_grad():

@@ -119,6 +119,50 @@ def door_distances(spec: MazeSpec) -> np.ndarray:
     return dist
 
 
+def door_centres(spec: MazeSpec) -> dict[tuple[int, int], np.ndarray]:
+    """Centre ``(x, y)`` of each open door, keyed by its pair of rooms ``(a, b)`` with ``a < b``."""
+    lo, hi = room_extents(spec)
+    mid, walls, n = (lo + hi) / 2, wall_centres(spec), spec.grid
+    centres = {}
+    for a, b in sorted(_is_open(spec)):
+        row, col = divmod(a, n)
+        centres[(a, b)] = np.array([walls[col], mid[row]] if b == a + 1 else [mid[col], walls[row]])
+    return centres
+
+
+def geodesic_distance(spec: MazeSpec, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Shortest path length in pixels between positions ``a`` and ``b`` ``(N, 2)`` through open doors, ``(N,)``.
+
+    Rooms are convex, so a path is straight within a room and passes doors; doors are taken at their centres
+    (an upper bound by at most a few pixels per door). Infinite where no path exists.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    world = MazeWorld(1, spec)
+    doors = door_centres(spec)
+    keys = list(doors)
+    pts = np.stack([doors[k] for k in keys]) if keys else np.zeros((0, 2))
+    d = len(keys)
+    between = np.full((d, d), np.inf)  # door-to-door through one shared room, then all pairs (Floyd-Warshall)
+    for i in range(d):
+        for j in range(d):
+            if i == j:
+                between[i, j] = 0.0
+            elif set(keys[i]) & set(keys[j]):
+                between[i, j] = np.linalg.norm(pts[i] - pts[j])
+    for m in range(d):
+        between = np.minimum(between, between[:, m:m + 1] + between[m:m + 1, :])
+    ra, rb = world.room_index(a), world.room_index(b)
+    out = np.where(ra == rb, np.linalg.norm(a - b, axis=-1), np.inf)
+    touches = np.array([[r in k for k in keys] for r in range(spec.rooms)], dtype=bool).reshape(spec.rooms, d)
+    to_door_a = np.linalg.norm(a[:, None] - pts[None], axis=-1)  # (N, d)
+    to_door_b = np.linalg.norm(b[:, None] - pts[None], axis=-1)
+    for n in np.flatnonzero(ra != rb):
+        ia, ib = np.flatnonzero(touches[ra[n]]), np.flatnonzero(touches[rb[n]])
+        if ia.size and ib.size:
+            out[n] = (to_door_a[n, ia][:, None] + between[np.ix_(ia, ib)] + to_door_b[n, ib][None, :]).min()
+    return out
+
+
 class MazeWorld(PointWorld):
     """Many episodes of a maze at once: ``reset``, ``step``, ``set_state``, ``render``, as ``RoomsWorld``.
 
