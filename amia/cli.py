@@ -129,7 +129,7 @@ def cmd_eval(args) -> None:
         level2, _ = load_level2(args.run, args.device, level1=model)  # names `amia train --levels 2` if missing
         from amia.level2_critic import load_level2_critic
 
-        critic2 = load_level2_critic(args.run, args.device)
+        critic2 = load_level2_critic(args.run, args.device, level2=level2)
     parts = load_parts(args.run, model.cfg.encoder.dim)
     if base.mode == 1 and parts["policy"] is None:
         raise FileNotFoundError(f"{args.run}: no policy.safetensors; run `amia distill --run {args.run}` first")

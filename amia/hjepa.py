@@ -210,8 +210,9 @@ class Level2(nn.Module):
 # ------------------------------------------------------------------------------------------ train, save, load
 
 
-def level1_fingerprint(model: JEPA) -> str:
-    """A short hash of the level-1 weights: level 2 is only valid on the level 1 it was trained on."""
+def weights_fingerprint(model: nn.Module) -> str:
+    """A short hash of a model's weights: level 2 is only valid on the level 1 it was trained on (and the
+    level-2 critic on its level 2)."""
     h = hashlib.sha256()
     for k, v in sorted(model.state_dict().items()):
         h.update(k.encode())
@@ -243,7 +244,7 @@ def train_level2(run_dir: str | Path, cfg: HJEPAConfig | None = None, device: st
     summary_path, ckpt = run_dir / SUMMARY_FILE, run_dir / LEVEL2_FILE
     torch.set_num_threads(cfg.threads or max(1, os.cpu_count() or 1))
     model1, saved, train_cfg = _frozen_level1(run_dir, device)
-    fingerprint = level1_fingerprint(model1)
+    fingerprint = weights_fingerprint(model1)
     dev = torch.device(device)
     torch.manual_seed(cfg.seed)
     level2 = Level2(cfg, model1.cfg.encoder.dim, model1.action_dim).to(dev)
@@ -343,7 +344,7 @@ def load_level2(run_dir: str | Path, device: str = "cpu", level1: JEPA | None = 
     if meta["level1_dim"] != train_cfg.jepa.encoder.dim:
         raise CheckpointError(f"{path}: level 2 was trained on {meta['level1_dim']}-D level-1 states, but the run's "
                               f"level 1 gives {train_cfg.jepa.encoder.dim}-D states")
-    if level1 is not None and level1_fingerprint(level1) != meta["level1"]:
+    if level1 is not None and weights_fingerprint(level1) != meta["level1"]:
         raise CheckpointError(f"{path}: level 2 was trained on other level-1 weights than the given model's")
     level2 = Level2(cfg, meta["level1_dim"], meta["level1_action_dim"])
     load_weights(level2, tensors, path)
@@ -413,5 +414,5 @@ def level2_horizon_report(run_dir: str | Path, horizon_steps: int = 64, windows:
 
 
 __all__ = ["HJEPAConfig", "Level1Cache", "Level2", "ActionEncoder", "LEVEL2_FILE", "SUMMARY_FILE", "action_blocks",
-           "encode_dataset", "horizon_report", "level1_fingerprint", "level2_horizon_report", "load_level2",
+           "encode_dataset", "horizon_report", "weights_fingerprint", "level2_horizon_report", "load_level2",
            "pool_span", "stride_blocks", "train_level2", "window_starts"]

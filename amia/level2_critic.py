@@ -175,12 +175,15 @@ def level2_states(level2, level1_states: torch.Tensor, chunk: int = 8192) -> tor
 
 
 def train_level2_critic(run_dir: str | Path, cfg: Level2CriticConfig | None = None, device: str = "cpu",
-                        progress: bool = True, cache=None) -> dict:
+                        progress: bool = True, cache=None, stop_after: int | None = None) -> dict:
     """Train (or resume, or read back) the level-2 critic of a run with both levels; returns ``level2_critic.json``.
 
-    ``cache``: the run's ``Level1Cache`` if already encoded (``amia train --levels 2`` passes level 2's).
+    The checkpoint holds the critic, its target network and the optimizer, and batches depend only on
+    ``(seed, step)``, so an interrupted and resumed run ends with the same weights. ``cache``: the run's
+    ``Level1Cache`` if already encoded (else the run's data file is encoded once). ``stop_after`` stops as an
+    interruption would (used by tests).
     """
-    from amia.hjepa import _frozen_level1, level1_fingerprint, load_level2
+    from amia.hjepa import _frozen_level1, weights_fingerprint, load_level2
 
     cfg = cfg or Level2CriticConfig()
     run_dir = Path(run_dir)
@@ -194,9 +197,11 @@ def train_level2_critic(run_dir: str | Path, cfg: Level2CriticConfig | None = No
     dev = torch.device(device)
     torch.manual_seed(cfg.seed)
     critic = Level2Critic(level2.dim, cfg.hidden, cfg.layers).to(dev)
+    target = copy.deepcopy(critic).requires_grad_(False)
+    both = nn.ModuleDict({"critic": critic, "target": target})  # what the checkpoint holds
     opt = torch.optim.Adam(critic.parameters(), lr=cfg.lr)
     step, elapsed = 0, 0.0
-    fingerprint = meta2["level1"] + ":" + str(meta2["step"])
+    fingerprint = weights_fingerprint(level2)  # a hash of the level-2 weights the critic is trained on
     if ckpt.exists():
         tensors, meta, groups = read_checkpoint(ckpt)
         diffs = config_diff(meta.get("config"), to_dict(cfg))
@@ -205,12 +210,11 @@ def train_level2_critic(run_dir: str | Path, cfg: Level2CriticConfig | None = No
                            "settings to resume, or delete it to start again")
         if meta.get("level2") != fingerprint:
             raise RunError(f"{ckpt} was trained on another level 2; delete it to train the critic again")
-        load_weights(critic, tensors, ckpt)
+        load_weights(both, tensors, ckpt)
         load_optimizer(opt, tensors, groups)
         step, elapsed = meta["step"], meta["seconds"]
         if step >= cfg.steps and summary_path.exists():
             return json.loads(summary_path.read_text())
-    target = copy.deepcopy(critic).requires_grad_(False)
     if cache is None:
         cache = encode_dataset(model1, saved.get("data") or str(run_dir / "data.h5"), dev, progress=progress)
     s2 = level2_states(level2, cache.states.to(dev))
@@ -218,7 +222,7 @@ def train_level2_critic(run_dir: str | Path, cfg: Level2CriticConfig | None = No
     sampler = HindsightSampler(cache.offsets, train_eps, level2.cfg.stride, cfg)
 
     def save() -> None:
-        save_checkpoint(ckpt, critic, opt, {"step": step, "seconds": elapsed, "config": to_dict(cfg),
+        save_checkpoint(ckpt, both, opt, {"step": step, "seconds": elapsed, "config": to_dict(cfg),
                                             "level2": fingerprint, "dim": level2.dim})
 
     logger = Logger(run_dir, enabled=True)
@@ -237,12 +241,14 @@ def train_level2_critic(run_dir: str | Path, cfg: Level2CriticConfig | None = No
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 save()
             bar.update(1)
-            if stop.set and step < cfg.steps:
+            if (stop.set or (stop_after is not None and step >= stop_after)) and step < cfg.steps:
                 save()
                 bar.close()
                 logger.close()
-                print(f"\ninterrupted at step {step}; checkpoint saved in {ckpt}. Rerun the same command to resume.")
-                raise KeyboardInterrupt
+                if stop.set:
+                    print(f"\ninterrupted at step {step}; checkpoint saved in {ckpt}. Rerun the same command to resume.")
+                    raise KeyboardInterrupt
+                return {"stopped_at": step}
     bar.close()
     logger.close()
     critic.eval()
@@ -281,8 +287,11 @@ def critic_check(critic: Level2Critic, s2: torch.Tensor, cache, episodes: np.nda
             "spearman_straight_vs_geodesic": round(spearman(straight, geo), 4)}
 
 
-def load_level2_critic(run_dir: str | Path, device: str = "cpu") -> Level2Critic | None:
-    """The run's trained level-2 critic (eval mode, frozen), or ``None`` if it has none."""
+def load_level2_critic(run_dir: str | Path, device: str = "cpu", level2=None) -> Level2Critic | None:
+    """The run's trained level-2 critic (eval mode, frozen), or ``None`` if it has none. ``CheckpointError`` if
+    it is unfinished or (when ``level2`` is given) was trained on other level-2 weights."""
+    from amia.hjepa import weights_fingerprint
+
     path = Path(run_dir) / CRITIC2_FILE
     if not path.exists():
         return None
@@ -291,8 +300,12 @@ def load_level2_critic(run_dir: str | Path, device: str = "cpu") -> Level2Critic
     if meta["step"] < cfg.steps:
         raise CheckpointError(f"{path}: the level-2 critic is at step {meta['step']} of {cfg.steps}; rerun "
                               f"`amia train --levels 2 --out {run_dir}` to finish it")
+    if level2 is not None and meta["level2"] != weights_fingerprint(level2):
+        raise CheckpointError(f"{path}: the level-2 critic was trained on other level-2 weights than the run's; "
+                              f"delete it and rerun `amia train --levels 2 --out {run_dir}`")
     critic = Level2Critic(meta["dim"], cfg.hidden, cfg.layers)
-    load_weights(critic, tensors, path)
+    both = nn.ModuleDict({"critic": critic, "target": copy.deepcopy(critic)})
+    load_weights(both, tensors, path)
     return critic.to(device).eval().requires_grad_(False)
 
 

@@ -70,7 +70,7 @@ def main() -> None:
 
     model, saved = load_model(args.run, args.device)
     level2, _ = load_level2(args.run, args.device, level1=model)
-    critic2 = load_level2_critic(args.run, args.device)
+    critic2 = load_level2_critic(args.run, args.device, level2=level2)
     env = args.env or saved["env_id"]
     base = apply_overrides(EvalConfig(episodes=args.episodes, seed=args.seed, planner=args.planner), args.overrides)
 
