@@ -5,9 +5,10 @@ with the current policy (Mode-1) on fresh episodes and labels the states *it* vi
 action, planned from there with the full cold budget and its random restarts (the policy's proposal is one
 start: a warm plan from a policy stuck at a wall only confirms it); the policy is refitted on every label so
 far (act, plan, distil: the DAgger form of Sec. 3.1.3). Every perceived state goes to the short-term memory with its
-intrinsic cost; the critic is then fitted to the discounted intrinsic cost observed later, read from memory
-only (never from the dataset file). Training episodes use their own start/goal seeds, never the
-evaluation seed.
+intrinsic cost; the critic is then learned from memory only (never from the dataset file): by default the
+goal-conditioned critic of ``amia.hindsight`` (the discounted number of moves to any stored goal state, by TD
+over hindsight goals), or the discounted intrinsic cost observed later (``critic.kind=discounted``). Training
+episodes use their own start/goal seeds, never the evaluation seed.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from amia.configurator import configure
 from amia.cost import Critic, Position
 from amia.diagnostics import fit_position_probe
 from amia.envs import evaluation_set, make_world
+from amia.hindsight import HindsightTD, fit_hindsight_critic
 from amia.memory import ShortTermMemory
 from amia.provenance import git_revision
 from amia.regression import fit_regression
@@ -38,15 +40,31 @@ STATE_FILE = "distill_state.safetensors"  # labels, memory and policy after each
 
 
 @dataclass
-class CriticConfig:
-    """The critic's size, discount and fitting schedule."""
+class CriticConfig(HindsightTD):
+    """The critic: how it learns (``kind``), its size and its fitting schedule.
 
+    ``kind="hindsight"`` (default): the goal-conditioned critic of ``amia.hindsight``, learned from the
+    memory's trajectories with any stored state as the goal: ``TC(s, g)`` is the discounted number of
+    ``stride``-step moves from ``s`` to ``g`` along the best path the memory shows (the reach task's cost of
+    every step away from the goal), with the TD settings of ``HindsightTD`` (``gamma`` per move).
+    ``kind="discounted"``: regression of ``TC(s, goal)`` on the discounted goal distance observed later in
+    each episode (``ShortTermMemory.discounted_costs``, ``gamma`` per step), for the episode's own goal only.
+    """
+
+    kind: str = "hindsight"
+    stride: int = 4
     hidden: int = 256
-    layers: int = 2
-    gamma: float = 0.97
-    steps: int = 3000
-    batch_size: int = 512
-    lr: float = 1e-3
+    layers: int = 3
+    steps: int = 10000
+    batch_size: int = 1024
+    lr: float = 3e-4
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.kind not in ("hindsight", "discounted"):
+            raise ValueError(f"critic.kind must be 'hindsight' or 'discounted', got {self.kind!r}")
+        if self.stride < 1:
+            raise ValueError(f"critic.stride must be >= 1, got {self.stride}")
 
 
 @dataclass
@@ -71,6 +89,23 @@ def fit_critic(critic: Critic, states: torch.Tensor, contexts: torch.Tensor, tar
                cfg: CriticConfig, seed: int = 0) -> list[float]:
     """Regress ``TC(s, c)`` onto discounted intrinsic costs (Sec. 3.3) with Adam; returns the losses."""
     return fit_regression(critic, (states, contexts), targets, cfg.steps, cfg.batch_size, cfg.lr, seed)
+
+
+def train_critic(memory: ShortTermMemory, dim: int, cfg: CriticConfig, seed: int = 0,
+                 progress: bool = True) -> tuple[Critic, list[float], int]:
+    """The critic of ``cfg.kind``, fitted on the memory's perceived entries only; returns it, its losses and the
+    number of memory entries it learned from."""
+    torch.manual_seed(seed)
+    critic = Critic(dim, dim, cfg.hidden, cfg.layers)
+    if cfg.kind == "discounted":
+        replay = memory.discounted_costs(cfg.gamma)
+        return critic, fit_critic(critic, replay["state"], replay["context"], replay["target"], cfg, seed), \
+            int(replay["target"].numel())
+    runs = memory.trajectories()
+    with tqdm(total=cfg.steps, desc="critic", unit="step", disable=not progress) as bar:
+        losses = fit_hindsight_critic(critic, runs["state"], runs["offsets"].numpy(), cfg.stride, cfg, cfg.steps,
+                                      cfg.batch_size, cfg.lr, seed, progress=bar.update)
+    return critic, losses, int(runs["state"].shape[0])
 
 
 def start_episodes(env_id: str, episodes: int, seed: int):
@@ -120,15 +155,13 @@ def distill(run_dir: str | Path, cfg: DistillConfig, agent_settings: dict | None
         _save_state(run_dir / STATE_FILE, cfg, policy, memory, data, history)
         if progress:
             print(json.dumps(history[-1]), flush=True)
-    replay = memory.discounted_costs(cfg.critic.gamma)
-    critic = Critic(dim, dim, cfg.critic.hidden, cfg.critic.layers)
-    closs = fit_critic(critic, replay["state"], replay["context"], replay["target"], cfg.critic, seed=cfg.seed)
+    critic, closs, examples = train_critic(memory, dim, cfg.critic, cfg.seed, progress)
     meta = {"env_id": env_id, "state_dim": dim, "action_dim": model.action_dim, "bound": world.spec.max_step}
     save_checkpoint(run_dir / POLICY_FILE, policy, None, {**meta, "policy": cfg.policy.__dict__})
     save_checkpoint(run_dir / CRITIC_FILE, critic, None, {**meta, "critic": cfg.critic.__dict__})
     save_checkpoint(run_dir / PROBE_FILE, _ProbeWeights(position.weight), None, meta)
     summary = {"run": str(run_dir), "rounds": history, "memory_entries": len(memory), "memory_writes": memory.writes,
-               "critic_examples": int(replay["target"].numel()), "critic_loss": float(np.mean(closs[-100:])),
+               "critic_examples": examples, "critic_loss": float(np.mean(closs[-100:])),
                "seconds": round(time.time() - t0, 1), "git_rev": git_revision(),
                "config": json.loads(json.dumps(cfg, default=lambda o: o.__dict__))}
     atomic_write_text(run_dir / "distill.json", json.dumps(summary, indent=2))
@@ -136,9 +169,11 @@ def distill(run_dir: str | Path, cfg: DistillConfig, agent_settings: dict | None
 
 
 def _resume_key(cfg: DistillConfig) -> str:
-    """Everything a resumed job must share with the saved one (more rounds may be asked for)."""
+    """Everything a resumed job must share with the saved one (more rounds may be asked for; the critic, fitted
+    after the rounds, may change)."""
     d = json.loads(json.dumps(cfg, default=lambda o: o.__dict__))
     d.pop("rounds")
+    d.pop("critic")
     return json.dumps(d, sort_keys=True)
 
 
@@ -159,7 +194,9 @@ def _resume(path: Path, cfg: DistillConfig, policy: Policy, memory: ShortTermMem
     if not path.exists():
         return 0
     tensors, meta, _ = read_checkpoint(path)
-    if meta.get("key") != _resume_key(cfg):
+    saved = json.loads(meta.get("key") or "{}")
+    saved.pop("critic", None)  # older state files kept the critic's settings in their key
+    if json.dumps(saved, sort_keys=True) != _resume_key(cfg):
         raise ValueError(f"{path} was written with other distill settings; delete it to start again")
     policy.load_state_dict({k[len("model/policy."):]: v for k, v in tensors.items() if k.startswith("model/policy.")})
     memory.load_state_dict({k[len("model/memory_"):]: v for k, v in tensors.items() if k.startswith("model/memory_")})

@@ -39,6 +39,7 @@ from tqdm import tqdm
 from amia.checkpoint import CheckpointError, atomic_write_text, load_optimizer, load_weights, read_checkpoint, save_checkpoint
 from amia.config import from_dict, to_dict
 from amia.data.blocks import encode_dataset
+from amia.hindsight import HindsightSampler, HindsightTD, td_update
 from amia.provenance import git_revision
 from amia.train import Logger, RunError, StopFlag, config_diff, split_episodes
 from amia.world_model import mlp
@@ -47,24 +48,13 @@ CRITIC2_FILE, CRITIC2_SUMMARY = "level2_critic.safetensors", "level2_critic.json
 
 
 @dataclass
-class Level2CriticConfig:
-    """The level-2 critic (``critic2.KEY=value`` on ``amia train --levels 2``).
-
-    ``gamma``: discount per level-2 step; ``expectile``: the weight of targets below the prediction (0.5: the
-    data's average path, toward 1: its shortest); ``goal_self`` / ``goal_future``: the fractions of hindsight
-    goals that are the state itself / a later state of its episode (``future_gamma``: the geometric spread of
-    how many level-2 steps later), the rest being random states of the dataset. ``target_tau``: Polyak rate of
-    the target network.
-    """
+class Level2CriticConfig(HindsightTD):
+    """The level-2 critic (``critic2.KEY=value`` on ``amia train --levels 2``): the learning rule's settings
+    (``amia.hindsight.HindsightTD``: discount per level-2 step, expectile, hindsight goal mix, target rate),
+    the network's size and the schedule."""
 
     hidden: int = 256
     layers: int = 3
-    gamma: float = 0.97
-    expectile: float = 0.9
-    goal_self: float = 0.2
-    goal_future: float = 0.5
-    future_gamma: float = 0.9
-    target_tau: float = 0.005
     steps: int = 20000
     batch_size: int = 1024
     lr: float = 3e-4
@@ -72,12 +62,6 @@ class Level2CriticConfig:
     checkpoint_every: int = 2000
     seed: int = 0
     threads: int = 0
-
-    def __post_init__(self):
-        if not 0 < self.gamma < 1 or not 0 < self.expectile < 1 or not 0 < self.future_gamma < 1:
-            raise ValueError("critic2.gamma, critic2.expectile and critic2.future_gamma must lie in (0, 1)")
-        if self.goal_self < 0 or self.goal_future < 0 or self.goal_self + self.goal_future > 1:
-            raise ValueError("critic2.goal_self and critic2.goal_future must be >= 0 and sum to at most 1")
 
 
 class Level2Critic(nn.Module):
@@ -103,69 +87,6 @@ class LevelOneView(nn.Module):
 
     def forward(self, s1: torch.Tensor, goal1: torch.Tensor) -> torch.Tensor:
         return self.critic(self.level2.encode_state(s1), self.level2.encode_state(goal1))
-
-
-def expectile_loss(pred: torch.Tensor, target: torch.Tensor, expectile: float) -> torch.Tensor:
-    """Asymmetric squared error: weight ``expectile`` where the target is below the prediction, else ``1 - it``."""
-    u = target - pred
-    w = torch.where(u < 0, expectile, 1 - expectile)
-    return (w * u.pow(2)).mean()
-
-
-@dataclass
-class HindsightSampler:
-    """Batches of ``(source, next, goal, reached)`` frame indices for the critic's TD targets.
-
-    ``offsets (E+1,)`` bound the episodes; ``episodes`` are those to draw from; ``stride`` k is one level-2
-    step. A source is any frame with a frame k later in its episode. Goals (``Level2CriticConfig``): the source
-    itself (``reached``), the frame ``k * m`` later with ``m >= 1`` geometric (clipped to the episode), or any
-    frame of the drawn episodes.
-    """
-
-    offsets: np.ndarray
-    episodes: np.ndarray
-    stride: int
-    cfg: Level2CriticConfig
-
-    def __post_init__(self):
-        eps = np.sort(np.asarray(self.episodes))
-        lo, hi = self.offsets[eps], self.offsets[eps + 1]
-        count = np.maximum(hi - lo - self.stride, 0)
-        if count.sum() == 0:
-            raise ValueError(f"no episode is longer than the level-2 stride ({self.stride} steps)")
-        self.sources = np.concatenate([np.arange(a, a + c) for a, c in zip(lo, count)])
-        self.episode_end = np.concatenate([np.full(c, h - 1) for h, c in zip(hi, count)])  # last frame of each
-        self.frames = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)])
-
-    def sample(self, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
-        c, k = self.cfg, self.stride
-        pick = rng.integers(0, self.sources.size, n)
-        src, end = self.sources[pick], self.episode_end[pick]
-        kind = rng.random(n)
-        m = rng.geometric(1 - c.future_gamma, n)
-        future = np.minimum(src + k * m, src + k * ((end - src) // k))
-        goal = np.where(kind < c.goal_self, src,
-                        np.where(kind < c.goal_self + c.goal_future, future, self.frames[rng.integers(0, self.frames.size, n)]))
-        return {"source": src, "next": src + k, "goal": goal, "reached": goal == src}
-
-
-def td_update(critic: Level2Critic, target: Level2Critic, opt: torch.optim.Optimizer, s2: torch.Tensor,
-              batch: dict[str, np.ndarray], cfg: Level2CriticConfig) -> float:
-    """One step of the critic: expectile regression of ``TC(s, g)`` on ``0`` where the goal is reached, else on
-    ``1 + gamma * TC_target(s', g)``; then the target network follows (Polyak). ``s2 (N, D2)``: every frame's
-    level-2 state; ``batch``: frame indices from ``HindsightSampler.sample``. Returns the loss."""
-    s, nxt, g = (s2[torch.from_numpy(batch[key]).to(s2.device)] for key in ("source", "next", "goal"))
-    reached = torch.from_numpy(batch["reached"]).to(s2.device)
-    with torch.no_grad():
-        td = torch.where(reached, 0.0, 1.0 + cfg.gamma * target(nxt, g))
-    loss = expectile_loss(critic(s, g), td, cfg.expectile)
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    with torch.no_grad():
-        for p, q in zip(target.parameters(), critic.parameters()):
-            p.lerp_(q, cfg.target_tau)
-    return float(loss.detach())
 
 
 @torch.no_grad()
@@ -309,5 +230,5 @@ def load_level2_critic(run_dir: str | Path, device: str = "cpu", level2=None) ->
     return critic.to(device).eval().requires_grad_(False)
 
 
-__all__ = ["CRITIC2_FILE", "HindsightSampler", "Level2Critic", "Level2CriticConfig", "LevelOneView", "expectile_loss",
-           "level2_states", "td_update", "load_level2_critic", "train_level2_critic"]
+__all__ = ["CRITIC2_FILE", "Level2Critic", "Level2CriticConfig", "LevelOneView", "level2_states", "load_level2_critic",
+           "train_level2_critic"]

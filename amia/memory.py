@@ -101,6 +101,22 @@ class ShortTermMemory:
         c = torch.softmax(-torch.cdist(query.to(keys), keys).pow(2) / temperature, dim=1)
         return c @ self.cost[: self.size]
 
+    def trajectories(self, imagined: bool = False) -> dict[str, torch.Tensor]:
+        """The stored entries (perceived, or imagined) as trajectories: sorted by ``(episode, t)`` and cut into
+        runs of consecutive steps. Returns the sorted entries plus ``offsets (R+1,)``: run ``r`` is entries
+        ``offsets[r] .. offsets[r+1] - 1`` (a gap left by overwritten entries starts a new run)."""
+        e = self.entries()
+        keep = e["imagined"] == imagined
+        e = {k: v[keep] for k, v in e.items()}
+        if e["t"].numel() == 0:
+            raise ValueError("memory holds no entries of that kind")
+        order = torch.argsort(e["episode"] * (int(e["t"].max()) + 1) + e["t"])
+        e = {k: v[order] for k, v in e.items()}
+        ep, t = e["episode"], e["t"]
+        cuts = torch.nonzero((ep[1:] != ep[:-1]) | (t[1:] != t[:-1] + 1)).flatten() + 1
+        e["offsets"] = torch.cat([cuts.new_zeros(1), cuts, cuts.new_full((1,), ep.numel())])
+        return e
+
     def discounted_costs(self, gamma: float, imagined: bool = False) -> dict[str, torch.Tensor]:
         """For every stored entry with a stored successor, the normalised discounted intrinsic cost observed from
         it on: ``G[t] = (1 - gamma) * sum_k gamma^k IC(s[t + k])`` over the entries of its episode still in

@@ -106,6 +106,16 @@ def test_an_interrupted_distill_resumes_from_its_last_round_and_ends_the_same(di
     other = DistillConfig(**{**CFG.__dict__, "episodes": 3})
     with pytest.raises(ValueError, match="other distill settings"):
         distill(tmp_path / "a", other, agent_settings={"planning": SMALL_PLAN}, progress=False)
+    # the critic is fitted after the rounds: other critic settings refit it alone, from the same memory
+    mc = DistillConfig(**{**CFG.__dict__, "critic": CriticConfig(kind="discounted", hidden=16, layers=1, steps=20,
+                                                                 batch_size=16)})
+    again = distill(tmp_path / "a", mc, agent_settings={"planning": SMALL_PLAN}, progress=False)
+    assert again["rounds"] == whole["rounds"] and again["critic_examples"] == whole["critic_examples"]
+    a, _, _ = read_checkpoint(tmp_path / "a" / "policy.safetensors")
+    b, _, _ = read_checkpoint(tmp_path / "b" / "policy.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="critic.kind"):
+        CriticConfig(kind="mc")
 
 
 @pytest.mark.parametrize("mode", [1, 2])

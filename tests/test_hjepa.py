@@ -371,5 +371,6 @@ def test_cli_level2_overrides_are_checked(level1_run, data_file, tmp_path, capsy
     assert cli_main(base + LEVEL1_OVERRIDES + ["critic2.steps=5"]) == 2
     assert "need --levels 2" in capsys.readouterr().err
     assert cli_main(base + ["--levels", "2"] + LEVEL1_OVERRIDES + ["critic2.gamma=1.5"]) == 2
-    assert "critic2.gamma" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "gamma" in err and "1.5" in err
     assert not (tmp_path / "x").exists()

@@ -70,3 +70,17 @@ def test_bad_writes_are_clear_errors():
         ShortTermMemory(0, 3)
     with pytest.raises(ValueError, match="empty"):
         mem.read(torch.zeros(1, 3))
+
+
+def test_trajectories_sort_and_cut_at_episodes_gaps_and_kind():
+    m = ShortTermMemory(20, 1)
+    # written out of order: episode 1 at t 0..2, episode 0 at t 0..3 with t = 2 missing, one imagined entry
+    m.write(torch.tensor([1, 1, 1]), torch.tensor([2, 0, 1]), torch.tensor([[12.0], [10.0], [11.0]]), torch.zeros(3))
+    m.write(torch.tensor([0, 0, 0]), torch.tensor([3, 0, 1]), torch.tensor([[3.0], [0.0], [1.0]]), torch.zeros(3))
+    m.write(torch.tensor([0]), torch.tensor([2]), torch.tensor([[99.0]]), torch.zeros(1), imagined=True)
+    runs = m.trajectories()
+    assert runs["state"].flatten().tolist() == [0.0, 1.0, 3.0, 10.0, 11.0, 12.0]
+    assert runs["offsets"].tolist() == [0, 2, 3, 6]  # episode 0 splits at the missing t = 2
+    assert m.trajectories(imagined=True)["state"].flatten().tolist() == [99.0]
+    with pytest.raises(ValueError, match="no entries"):
+        ShortTermMemory(4, 1).trajectories()
