@@ -74,6 +74,17 @@ def main() -> None:
     env = args.env or saved["env_id"]
     base = apply_overrides(EvalConfig(episodes=args.episodes, seed=args.seed, planner=args.planner), args.overrides)
 
+    results: list[dict] = []
+    flat_configs: dict = {}
+    out = {"benchmark": "hierarchical_mode2", "command": " ".join(["benchmarks/hierarchical.py", *sys.argv[1:]]),
+           "run": args.run, "env": env, "git_rev": git_revision(), "machine": machine(),
+           "eval_config": to_dict(base), "flat_planning": flat_configs, "compute_rule": COMPUTE_RULE,
+           "results": results, "horizon_report": None}
+
+    def save() -> None:  # after every row: a long run interrupted keeps what it measured
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(out, indent=2))
+
     def run(name: str, cfg: EvalConfig, parts: dict | None = None) -> dict:
         t0 = time.time()
         r = {"actor": name, **evaluate(model, env, cfg, args.device, parts=parts,
@@ -81,34 +92,30 @@ def main() -> None:
                                        critic2=critic2 if cfg.hierarchical else None)}
         r["eval_seconds"] = round(time.time() - t0, 1)
         print(json.dumps(r), flush=True)
+        results.append(r)
+        save()
         return r
 
-    results = [run("hierarchical", dataclasses.replace(base, hierarchical=True))]
+    run("hierarchical", dataclasses.replace(base, hierarchical=True))
     target = results[0]["predictor_calls_per_step"]
-    flat_configs = {}
     for horizon in args.flat_horizons:
         planning = match_compute(args.planner, dataclasses.replace(base.planning, horizon=horizon), base.replan_every,
                                  target)
         assert flat_calls_per_step(args.planner, planning, base.replan_every) >= target
         flat_configs[f"flat_h{horizon}"] = to_dict(planning)
-        results.append(run(f"flat_h{horizon}", dataclasses.replace(base, hierarchical=False, planning=planning)))
+        run(f"flat_h{horizon}", dataclasses.replace(base, hierarchical=False, planning=planning))
     if args.flat_critic:
         if critic2 is None:
             raise SystemExit(f"--flat-critic: {args.run} has no level-2 critic (`amia train --levels 2` trains it)")
         planning = match_compute(args.planner, dataclasses.replace(base.planning, horizon=args.flat_horizons[0]),
                                  base.replan_every, target)
         weight = base.hierarchy.critic_weight
-        results.append(run(f"flat_h{args.flat_horizons[0]}_critic2",
-                           dataclasses.replace(base, hierarchical=False, planning=planning, critic_weight=weight),
-                           parts={"critic": LevelOneView(critic2, level2)}))
-    report = level2_horizon_report(args.run, args.report_steps, args.report_windows, args.device, seed=args.seed)
-
-    out = {"benchmark": "hierarchical_mode2", "command": " ".join(["benchmarks/hierarchical.py", *sys.argv[1:]]),
-           "run": args.run, "env": env, "git_rev": git_revision(), "machine": machine(),
-           "eval_config": to_dict(base), "flat_planning": flat_configs, "compute_rule": COMPUTE_RULE,
-           "results": results, "horizon_report": report}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2))
+        run(f"flat_h{args.flat_horizons[0]}_critic2",
+            dataclasses.replace(base, hierarchical=False, planning=planning, critic_weight=weight),
+            parts={"critic": LevelOneView(critic2, level2)})
+    report = out["horizon_report"] = level2_horizon_report(args.run, args.report_steps, args.report_windows,
+                                                           args.device, seed=args.seed)
+    save()
     print(f"\n{'actor':<19} {'success':>8} {'strict':>7} {'final px':>9} {'calls/step':>11} {'ms/plan':>8} {'ms/act':>7}"
           f"   ({env}, {base.episodes} episodes, seed {base.seed}, {results[0]['max_steps']} steps, {args.planner})")
     for r in results:

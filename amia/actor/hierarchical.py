@@ -58,17 +58,17 @@ class HierarchyConfig:
     its early states). ``switch_distance``: the goal-switch threshold (module docstring).
     """
 
-    level1: PlannerConfig = field(default_factory=lambda: PlannerConfig(horizon=16))
+    level1: PlannerConfig = field(default_factory=lambda: PlannerConfig(horizon=24))
     level2: PlannerConfig = field(default_factory=lambda: PlannerConfig(horizon=8, iterations=20, warm_iterations=8,
                                                                         knot_every=2))
     planner2: str = ""
     replan_every: int = 4
     replan2_every: int = 0
-    subgoal: int = 1
+    subgoal: int = 2
     subgoal_weight: float = 10.0
     final_weight: float = 30.0
     level2_final_weight: float = 5.0
-    switch_distance: float = 0.1
+    switch_distance: float = 0.3
     critic_weight: float = 1.0
 
     def __post_init__(self):
