@@ -84,7 +84,7 @@ class ToyWorld:
 K, BOUND = 4, 1.0
 TOY = HierarchyConfig(level1=PlannerConfig(horizon=8, iterations=40, warm_iterations=15, restarts=4, lr=0.5),
                       level2=PlannerConfig(horizon=4, iterations=40, warm_iterations=15, restarts=4, lr=0.3),
-                      replan_every=2, switch_distance=0.5)
+                      replan_every=2, subgoal=1, switch_distance=0.5)
 
 
 def toy_actor(cfg: HierarchyConfig = TOY) -> HierarchicalActor:
@@ -206,7 +206,7 @@ def test_eval_budget_defaults_to_the_worlds():
 
 # ------------------------------------------------------------------------------ the protocol on a tiny run
 
-SMALL = ["hierarchy.level1.horizon=4", "hierarchy.level1.iterations=2", "hierarchy.level1.warm_iterations=1",
+SMALL = ["hierarchy.level1.horizon=4", "hierarchy.subgoal=1", "hierarchy.level1.iterations=2", "hierarchy.level1.warm_iterations=1",
          "hierarchy.level1.restarts=2", "hierarchy.level2.horizon=2", "hierarchy.level2.iterations=2",
          "hierarchy.level2.warm_iterations=1", "hierarchy.level2.restarts=2", "hierarchy.replan_every=2",
          "max_steps=8", "timing_calls=1"]
