@@ -53,8 +53,8 @@ from amia.data.blocks import POOLS, Level1Cache, action_blocks, encode_dataset, 
 from amia.jepa import JEPA
 from amia.probe import LinearProbe, r2_score
 from amia.provenance import git_revision
-from amia.train import (Logger, RunError, StopFlag, TrainConfig, config_diff, learning_rate, load_model, load_run_config,
-                        split_episodes)
+from amia.train import (Logger, RunError, StopFlag, TrainConfig, config_diff, halt, learning_rate, load_model,
+                        load_run_config, split_episodes)
 from amia.world_model import Predictor, PredictorConfig, mlp
 
 LEVEL2_FILE, SUMMARY_FILE = "level2.safetensors", "level2.json"
@@ -306,14 +306,9 @@ def train_level2(run_dir: str | Path, cfg: HJEPAConfig | None = None, device: st
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 save()
             bar.update(1)
-            if (stop.set or (stop_after is not None and step >= stop_after)) and step < cfg.steps:
-                save()
-                bar.close()
-                logger.close()
-                if stop.set:
-                    print(f"\ninterrupted at step {step}; checkpoint saved in {ckpt}. Rerun the same command to resume.")
-                    raise KeyboardInterrupt
-                return {"stopped_at": step}
+            stopping = stop.set or (stop_after is not None and step >= stop_after)
+            if (halted := halt(stop, stopping, step, cfg.steps, save, ckpt, bar, logger)) is not None:
+                return halted
     bar.close()
     logger.close()
     level2.eval()

@@ -41,7 +41,7 @@ from amia.config import from_dict, to_dict
 from amia.data.blocks import encode_dataset
 from amia.hindsight import HindsightSampler, HindsightTD, td_update
 from amia.provenance import git_revision
-from amia.train import Logger, RunError, StopFlag, config_diff, split_episodes
+from amia.train import Logger, RunError, StopFlag, config_diff, halt, split_episodes
 from amia.world_model import mlp
 
 CRITIC2_FILE, CRITIC2_SUMMARY = "level2_critic.safetensors", "level2_critic.json"
@@ -162,14 +162,9 @@ def train_level2_critic(run_dir: str | Path, cfg: Level2CriticConfig | None = No
             if step % cfg.checkpoint_every == 0 or step == cfg.steps:
                 save()
             bar.update(1)
-            if (stop.set or (stop_after is not None and step >= stop_after)) and step < cfg.steps:
-                save()
-                bar.close()
-                logger.close()
-                if stop.set:
-                    print(f"\ninterrupted at step {step}; checkpoint saved in {ckpt}. Rerun the same command to resume.")
-                    raise KeyboardInterrupt
-                return {"stopped_at": step}
+            stopping = stop.set or (stop_after is not None and step >= stop_after)
+            if (halted := halt(stop, stopping, step, cfg.steps, save, ckpt, bar, logger)) is not None:
+                return halted
     bar.close()
     logger.close()
     critic.eval()

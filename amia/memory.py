@@ -109,7 +109,7 @@ class ShortTermMemory:
         keep = e["imagined"] == imagined
         e = {k: v[keep] for k, v in e.items()}
         if e["t"].numel() == 0:
-            raise ValueError("memory holds no entries of that kind")
+            raise ValueError(f"memory holds no {'imagined' if imagined else 'perceived'} entries (to train a critic from)")
         order = torch.argsort(e["episode"] * (int(e["t"].max()) + 1) + e["t"])
         e = {k: v[order] for k, v in e.items()}
         ep, t = e["episode"], e["t"]
@@ -122,13 +122,7 @@ class ShortTermMemory:
         it on: ``G[t] = (1 - gamma) * sum_k gamma^k IC(s[t + k])`` over the entries of its episode still in
         memory (the last one stands for the rest of the episode). Returns ``state``, ``context`` and ``target``.
         """
-        e = self.entries()
-        keep = e["imagined"] == imagined
-        e = {k: v[keep] for k, v in e.items()}
-        if e["t"].numel() == 0:
-            raise ValueError("memory holds no entries to train the critic from")
-        order = torch.argsort(e["episode"] * (int(e["t"].max()) + 1) + e["t"])
-        e = {k: v[order] for k, v in e.items()}
+        e = self.trajectories(imagined)
         ep, t, c = e["episode"], e["t"], e["cost"]
         n = ep.numel()
         idx = torch.arange(n, device=ep.device)

@@ -188,6 +188,21 @@ def _check_data(env_id: str, data_path: Path):
     return info
 
 
+def halt(stop: StopFlag, stopping: bool, step: int, total: int, save, ckpt, *closing) -> dict | None:
+    """End a training loop early when ``stopping`` (a signal, or ``stop_after`` in tests) and steps remain: save
+    the checkpoint, close ``closing`` (progress bar, logger), then on a signal say how to resume and raise
+    ``KeyboardInterrupt``, otherwise return ``{"stopped_at": step}``. ``None``: carry on."""
+    if not stopping or step >= total:
+        return None
+    save()
+    for c in closing:
+        c.close()
+    if stop.set:
+        print(f"\ninterrupted at step {step}; checkpoint saved in {ckpt}. Rerun the same command to resume.")
+        raise KeyboardInterrupt
+    return {"stopped_at": step}
+
+
 def config_diff(a, b, prefix: str = "") -> list[str]:
     if isinstance(a, dict) and isinstance(b, dict):
         return [d for k in sorted(set(a) | set(b)) for d in config_diff(a.get(k), b.get(k), f"{prefix}{k}.")]
@@ -289,14 +304,8 @@ def train(env_id: str, out: str | Path, cfg: TrainConfig | None = None, data: st
                 flag = torch.tensor([float(stopping)], device=dev)
                 torch.distributed.all_reduce(flag)
                 stopping = bool(flag.item())
-            if stopping and step < cfg.steps:
-                save()
-                bar.close()
-                logger.close()
-                if stop.set:
-                    print(f"\ninterrupted at step {step}; checkpoint saved in {ckpt}. Rerun the same command to resume.")
-                    raise KeyboardInterrupt
-                return {"stopped_at": step}
+            if (halted := halt(stop, stopping, step, cfg.steps, save, ckpt, bar, logger)) is not None:
+                return halted
     bar.close()
     metrics = {}
     if rank == 0:
@@ -343,5 +352,5 @@ class Logger:
             self.tb = None
 
 
-__all__ = ["RunError", "TrainConfig", "WORLD_PRESETS", "default_config", "CheckpointError", "Logger", "StopFlag", "config_diff",
+__all__ = ["RunError", "TrainConfig", "WORLD_PRESETS", "default_config", "CheckpointError", "Logger", "StopFlag", "config_diff", "halt",
            "finished_metrics", "learning_rate", "load_model", "load_run_config", "train"]

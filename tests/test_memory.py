@@ -82,5 +82,5 @@ def test_trajectories_sort_and_cut_at_episodes_gaps_and_kind():
     assert runs["state"].flatten().tolist() == [0.0, 1.0, 3.0, 10.0, 11.0, 12.0]
     assert runs["offsets"].tolist() == [0, 2, 3, 6]  # episode 0 splits at the missing t = 2
     assert m.trajectories(imagined=True)["state"].flatten().tolist() == [99.0]
-    with pytest.raises(ValueError, match="no entries"):
+    with pytest.raises(ValueError, match="no perceived entries"):
         ShortTermMemory(4, 1).trajectories()
