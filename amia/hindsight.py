@@ -60,8 +60,8 @@ def expectile_loss(pred: torch.Tensor, target: torch.Tensor, expectile: float) -
 class HindsightSampler:
     """Batches of ``(source, next, goal, reached)`` frame indices for the critic's TD targets.
 
-    ``offsets (E+1,)`` bound the episodes; ``episodes`` are those to draw from; ``stride`` k is one level-2
-    step. A source is any frame with a frame k later in its episode. Goals (``HindsightTD``): the source
+    ``offsets (E+1,)`` bound the trajectories; ``episodes`` are those to draw from; one step of the critic is
+    ``stride`` k frames (a level-2 step at level 2). A source is any frame with a frame k later in its trajectory. Goals (``HindsightTD``): the source
     itself (``reached``), the frame ``k * m`` later with ``m >= 1`` geometric (clipped to the episode), or any
     frame of the drawn episodes.
     """
@@ -76,7 +76,7 @@ class HindsightSampler:
         lo, hi = self.offsets[eps], self.offsets[eps + 1]
         count = np.maximum(hi - lo - self.stride, 0)
         if count.sum() == 0:
-            raise ValueError(f"no episode is longer than the level-2 stride ({self.stride} steps)")
+            raise ValueError(f"no trajectory is longer than the critic's stride ({self.stride} frames)")
         self.sources = np.concatenate([np.arange(a, a + c) for a, c in zip(lo, count)])
         self.episode_end = np.concatenate([np.full(c, h - 1) for h, c in zip(hi, count)])  # last frame of each
         self.frames = np.concatenate([np.arange(a, b) for a, b in zip(lo, hi)])
@@ -93,13 +93,13 @@ class HindsightSampler:
         return {"source": src, "next": src + k, "goal": goal, "reached": goal == src}
 
 
-def td_update(critic: nn.Module, target: nn.Module, opt: torch.optim.Optimizer, s2: torch.Tensor,
+def td_update(critic: nn.Module, target: nn.Module, opt: torch.optim.Optimizer, states: torch.Tensor,
               batch: dict[str, np.ndarray], cfg: HindsightTD) -> float:
     """One step of the critic: expectile regression of ``TC(s, g)`` on ``0`` where the goal is reached, else on
-    ``1 + gamma * TC_target(s', g)``; then the target network follows (Polyak). ``s2 (N, D)``: every frame's
+    ``1 + gamma * TC_target(s', g)``; then the target network follows (Polyak). ``states (N, D)``: every frame's
     state; ``batch``: frame indices from ``HindsightSampler.sample``. Returns the loss."""
-    s, nxt, g = (s2[torch.from_numpy(batch[key]).to(s2.device)] for key in ("source", "next", "goal"))
-    reached = torch.from_numpy(batch["reached"]).to(s2.device)
+    s, nxt, g = (states[torch.from_numpy(batch[key]).to(states.device)] for key in ("source", "next", "goal"))
+    reached = torch.from_numpy(batch["reached"]).to(states.device)
     with torch.no_grad():
         td = torch.where(reached, 0.0, 1.0 + cfg.gamma * target(nxt, g))
     loss = expectile_loss(critic(s, g), td, cfg.expectile)

@@ -52,7 +52,7 @@ def test_hindsight_goals_stay_in_their_episode_and_next_is_one_stride_later():
     assert b["reached"].mean() == pytest.approx(0.2, abs=0.02)
     assert future.mean() >= 0.5 - 0.02  # the future goals (plus random frames that happen to qualify)
     assert b["goal"].min() >= 0 and b["goal"].max() < offsets[-1]
-    with pytest.raises(ValueError, match="longer than the level-2 stride"):
+    with pytest.raises(ValueError, match="longer than the critic.s stride"):
         HindsightSampler(offsets, np.array([2]), k, cfg)
 
 
