@@ -20,6 +20,7 @@ import torch
 
 from amia.actor.planners import PlannerConfig, plan, shift
 from amia.actor.policy import Policy, policy_rollout
+from amia.actor.surprise import Surprise, SurpriseConfig
 from amia.configurator import TaskConfig, build_cost
 from amia.cost import Critic, Position
 from amia.jepa import JEPA
@@ -28,8 +29,9 @@ from amia.memory import ShortTermMemory
 
 @dataclass
 class Agent:
-    """A trained JEPA plus actor settings (``bound``: the action box's half-width), optional policy, critic,
-    position probe and memory."""
+    """A trained JEPA plus actor settings (``bound``: the action box's half-width; ``surprise``: exploration where
+    the world model was wrong, ``amia.actor.surprise``, off by default), optional policy, critic, position probe
+    and memory."""
 
     model: JEPA
     planner: str = "gd"
@@ -40,6 +42,7 @@ class Agent:
     position: Position | None = None
     memory: ShortTermMemory | None = None
     remember_imagined: bool = False
+    surprise: SurpriseConfig = field(default_factory=SurpriseConfig)
 
     @property
     def device(self) -> torch.device:
@@ -99,7 +102,8 @@ class Agent:
         displacement over a few is not). In mode 2 every step is labelled from the plan being executed; mode 1
         labels every ``replan_every`` steps with a cold, full-budget plan (the policy's proposal among its starts).
         ``point (B, steps + 1 + T, 2)``: the moving point's positions (keep-away). Returns true positions
-        ``(B, steps + 1, 2)``, and the labels and the recorded frames / plans of ``record`` episodes if asked.
+        ``(B, steps + 1, 2)``, ``surprises`` and ``explored_steps`` (``amia.actor.surprise``), and the labels and
+        the recorded frames / plans of ``record`` episodes if asked.
         """
         dev = self.device
         gen = torch.Generator(device=dev).manual_seed(seed)
@@ -108,6 +112,7 @@ class Agent:
         ids = torch.as_tensor(np.arange(b) if episode_ids is None else episode_ids, device=dev)
         pt = None if point is None else torch.as_tensor(point, dtype=torch.float32, device=dev)
         horizon = task.horizon or self.planning.horizon
+        watch = Surprise(self.surprise, self.model.predictor.rollout, self.bound, gen, replan_every)
         obs, positions = world.render(), [world.state[:, :2].copy()]
         plan_actions, labels, trace = None, {"state": [], "context": [], "action": []}, {"frames": [], "plans": []}
         for t in range(steps):
@@ -130,13 +135,15 @@ class Agent:
                 if label and k == 0:
                     planned = self.plan(task, s, goal, None, replan_every, self.policy is not None, gen, future, cold=True)
                     self._label(labels, s, goal, planned[:, :label_span].mean(1))
+            a = watch.step(s, a, t, goal)
             obs, info = world.step(a.detach().cpu().numpy())
             positions.append(info["state"][:, :2].copy())
             if record:
                 trace["frames"].append(obs[:record])
             if progress is not None:
                 progress(1)
-        out = {"positions": np.stack(positions, axis=1), "trace": trace}
+        out = {"positions": np.stack(positions, axis=1), "trace": trace, "surprises": watch.surprises,
+               "explored_steps": watch.explored_steps}
         if label:
             out["labels"] = {k: torch.cat(v) for k, v in labels.items()}
         return out

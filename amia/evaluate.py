@@ -20,6 +20,7 @@ from tqdm import tqdm
 from amia.actor.compute import flat_calls_per_step, hierarchical_calls_per_step
 from amia.actor.hierarchical import HierarchicalActor, HierarchyConfig
 from amia.actor.planners import PLANNERS, PlannerConfig
+from amia.actor.surprise import SurpriseConfig
 from amia.agent import Agent
 from amia.configurator import TaskConfig, configure, moving_point
 from amia.cost import Cost
@@ -59,6 +60,7 @@ class EvalConfig:
     planning: PlannerConfig = field(default_factory=PlannerConfig)
     hierarchical: bool = False
     hierarchy: HierarchyConfig = field(default_factory=HierarchyConfig)
+    surprise: SurpriseConfig = field(default_factory=SurpriseConfig)
 
     def steps(self, env_id: str) -> int:
         """The episode budget in ``env_id``: ``max_steps``, or the world's own budget when it is None."""
@@ -114,7 +116,8 @@ def make_agent(model: JEPA, env_id: str, cfg: EvalConfig, device: torch.device, 
     """The agent the protocol runs: the frozen model, the configured planner, and the run's policy, critic and probe."""
     model = model.to(device).eval().requires_grad_(False)
     parts = {k: (v.to(device) if isinstance(v, torch.nn.Module) else v) for k, v in (parts or {}).items()}
-    return Agent(model, planner=cfg.planner, planning=cfg.planning, bound=make_world(env_id, 1).spec.max_step, **parts)
+    return Agent(model, planner=cfg.planner, planning=cfg.planning, bound=make_world(env_id, 1).spec.max_step,
+                 surprise=cfg.surprise, **parts)
 
 
 def make_hierarchical_actor(model: JEPA, level2, env_id: str, cfg: EvalConfig,
@@ -177,7 +180,8 @@ def run_episodes(model: JEPA, env_id: str, cfg: EvalConfig, device: torch.device
     dist = np.linalg.norm(out["positions"] - goal_xy[:, None], axis=-1)
     result = {"final_distance": dist[:, -1], "ever_strict": (dist[:, 1:] < STRICT_SUCCESS_RADIUS).any(1),
               "goal_xy": goal_xy, "positions": out["positions"], "trace": out["trace"] if record else None,
-              "success": dist[:, -1] < SUCCESS_RADIUS}
+              "success": dist[:, -1] < SUCCESS_RADIUS, "surprises": out["surprises"],
+              "explored_steps": out["explored_steps"]}
     if task.has_region:
         inside = inside_region(out["positions"][:, 1:], task.region)
         result["steps_inside"] = inside.sum(1)
@@ -303,6 +307,10 @@ def evaluate(model: JEPA, env_id: str, cfg: EvalConfig, device: torch.device | s
          "success_rate": float(np.mean(out["success"])),
          "strict_success_rate": float(np.mean(out["ever_strict"])),
          "mean_final_distance_px": float(np.mean(d))}
+    watch = cfg.hierarchy.surprise if cfg.hierarchical else cfg.surprise
+    if watch.enabled:
+        r.update(surprises=out["surprises"],
+                 explored_step_fraction=out["explored_steps"] / (cfg.episodes * cfg.steps(env_id)))
     if "steps_inside" in out:
         r["region_entry_rate"] = float(np.mean(out["steps_inside"] > 0))
         r["steps_inside_region"] = int(out["steps_inside"].sum())
@@ -317,9 +325,11 @@ def evaluate(model: JEPA, env_id: str, cfg: EvalConfig, device: torch.device | s
                                                                       h.planner2 or cfg.planner, h.level2,
                                                                       h.level2_every(k),
                                                                       level2_factor=2 if critic2 is not None
-                                                                      and h.critic_weight else 1))
+                                                                      and h.critic_weight else 1,
+                                                                      surprise=h.surprise.enabled))
     elif cfg.mode == 2:
-        r["predictor_calls_per_step"] = flat_calls_per_step(cfg.planner, cfg.planning, cfg.replan_every)
+        r["predictor_calls_per_step"] = flat_calls_per_step(cfg.planner, cfg.planning, cfg.replan_every,
+                                                            surprise=cfg.surprise.enabled)
     if cfg.timing_calls and "min_point_distance" not in out:
         r.update(timing(model, env_id, cfg, device, parts, level2, critic2))
     else:

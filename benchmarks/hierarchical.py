@@ -11,7 +11,9 @@
    level-1 roll-outs twice (the subgoal cost encodes every predicted state with ``Enc2``) plus its level-2
    roll-outs (each counted as a level-1 call, though the level-2 predictor is smaller); flat Mode-2 gets the
    fewest warm iterations (cold iterations scaled alike) that reach at least that count, its candidates per
-   iteration (restarts, samples) unchanged. Both counts and wall times are in the JSON.
+   iteration (restarts, samples) unchanged. Both counts and wall times are in the JSON. Flat Mode-2 watches for
+   surprise as the hierarchy does (``amia.actor.surprise``, the hierarchy's ``hierarchy.surprise`` settings), so
+   both actors explore where their level-1 model was wrong and only the planning differs.
 3. With ``--flat-critic``, flat Mode-2 once more (at the first flat horizon, same compute) with level 2's critic
    scoring the end of its horizon, ``TC(Enc2(s1[T]), Enc2(goal))``: is the hierarchy needed, or only the critic?
 4. The level-2 vs level-1 open-loop position error at a 64-step horizon (``amia.hjepa.level2_horizon_report``).
@@ -36,7 +38,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 COMPUTE_RULE = ("predictor calls (one predictor applied to one state) per level-1 step, warm re-plans only; "
-                "hierarchical: 2 x level-1 roll-outs (Enc2 on every predicted state) + level-2 roll-outs; flat: "
+                "hierarchical: 2 x level-1 roll-outs (Enc2 on every predicted state) + level-2 roll-outs (2 x with "
+                "the level-2 critic) + 1 for the surprise check; flat: the check + "
                 "warm iterations raised (cold scaled alike) until >= the hierarchy's count")
 
 
@@ -73,6 +76,8 @@ def main() -> None:
     critic2 = load_level2_critic(args.run, args.device, level2=level2)
     env = args.env or saved["env_id"]
     base = apply_overrides(EvalConfig(episodes=args.episodes, seed=args.seed, planner=args.planner), args.overrides)
+    base = dataclasses.replace(base, surprise=base.hierarchy.surprise)  # flat rows explore alike
+    watch = base.surprise.enabled
 
     results: list[dict] = []
     flat_configs: dict = {}
@@ -100,15 +105,15 @@ def main() -> None:
     target = results[0]["predictor_calls_per_step"]
     for horizon in args.flat_horizons:
         planning = match_compute(args.planner, dataclasses.replace(base.planning, horizon=horizon), base.replan_every,
-                                 target)
-        assert flat_calls_per_step(args.planner, planning, base.replan_every) >= target
+                                 target, watch)
+        assert flat_calls_per_step(args.planner, planning, base.replan_every, watch) >= target
         flat_configs[f"flat_h{horizon}"] = to_dict(planning)
         run(f"flat_h{horizon}", dataclasses.replace(base, hierarchical=False, planning=planning))
     if args.flat_critic:
         if critic2 is None:
             raise SystemExit(f"--flat-critic: {args.run} has no level-2 critic (`amia train --levels 2` trains it)")
         planning = match_compute(args.planner, dataclasses.replace(base.planning, horizon=args.flat_horizons[0]),
-                                 base.replan_every, target)
+                                 base.replan_every, target, watch)
         weight = base.hierarchy.critic_weight
         run(f"flat_h{args.flat_horizons[0]}_critic2",
             dataclasses.replace(base, hierarchical=False, planning=planning, critic_weight=weight),

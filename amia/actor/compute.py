@@ -15,7 +15,8 @@ level-2 encoder, an MLP of the same size class as the predictor, counted as one 
 level 1 costs twice its roll-outs). A level-2 predictor call is counted as a level-1 one although the level-2
 predictor is smaller. With a level-2 critic (``amia.level2_critic``), level 2's cost evaluates the critic, an
 MLP of the same size class, on every predicted level-2 state: level 2 then counts twice its roll-outs. Cold
-starts (the first plan of an episode) are left out of the per-step figure.
+starts (the first plan of an episode) are left out of the per-step figure. The surprise check
+(``amia.actor.surprise``) rolls the predictor over the executed actions: one call per step when it is on.
 """
 
 from __future__ import annotations
@@ -46,26 +47,29 @@ def plan_calls(planner: str, cfg: PlannerConfig, warm: bool = True) -> int:
     return calls + (cfg.refine + 1) * t if planner == "hybrid" else calls
 
 
-def flat_calls_per_step(planner: str, cfg: PlannerConfig, replan_every: int) -> float:
-    """Predictor calls per level-1 step of flat Mode-2 (warm re-plans every ``replan_every`` steps)."""
-    return plan_calls(planner, cfg) / replan_every
+def flat_calls_per_step(planner: str, cfg: PlannerConfig, replan_every: int, surprise: bool = False) -> float:
+    """Predictor calls per level-1 step of flat Mode-2 (warm re-plans every ``replan_every`` steps; ``surprise``:
+    plus the surprise check's call)."""
+    return plan_calls(planner, cfg) / replan_every + int(surprise)
 
 
 def hierarchical_calls_per_step(planner1: str, cfg1: PlannerConfig, replan_every: int, planner2: str,
                                 cfg2: PlannerConfig, replan2_every: int, encode_factor: int = 2,
-                                level2_factor: int = 1) -> float:
+                                level2_factor: int = 1, surprise: bool = False) -> float:
     """Predictor calls per level-1 step of hierarchical Mode-2 (level 1 counted ``encode_factor`` times: its
     roll-outs plus the level-2 encoding of every predicted state in the subgoal cost; level 2 ``level2_factor``
-    times: 2 with a level-2 critic)."""
+    times: 2 with a level-2 critic; ``surprise``: plus the surprise check's call)."""
     return (encode_factor * plan_calls(planner1, cfg1) / replan_every
-            + level2_factor * plan_calls(planner2, cfg2) / replan2_every)
+            + level2_factor * plan_calls(planner2, cfg2) / replan2_every + int(surprise))
 
 
-def match_compute(planner: str, cfg: PlannerConfig, replan_every: int, target: float) -> PlannerConfig:
+def match_compute(planner: str, cfg: PlannerConfig, replan_every: int, target: float,
+                  surprise: bool = False) -> PlannerConfig:
     """``cfg`` with the fewest warm iterations (cold iterations scaled alike, never fewer) whose predictor calls
-    per step are at least ``target``; other settings (horizon, samples, restarts) are kept."""
+    per step (``surprise``: with the check's) are at least ``target``; other settings (horizon, samples,
+    restarts) are kept."""
     def per_step(it: int) -> float:
-        return flat_calls_per_step(planner, dataclasses.replace(cfg, warm_iterations=it), replan_every)
+        return flat_calls_per_step(planner, dataclasses.replace(cfg, warm_iterations=it), replan_every, surprise)
 
     it = max(1, cfg.warm_iterations)
     while per_step(it) < target:

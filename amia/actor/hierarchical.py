@@ -19,6 +19,9 @@ and costs:
   (per-dimension mean squared distance; level-2 states have unit standard deviation per dimension by their
   VICReg hinge). Using level 2's plan rather than the current state alone keeps a goal just behind a wall,
   close in space but many steps away, with level 2. The rule is re-evaluated at every level-2 plan.
+- **Surprise**: where level 1's world model is wrong (a move it predicts through a door's jamb stops dead at
+  the wall), warm-started re-plans repeat the failed move; ``amia.actor.surprise`` notices that perception did
+  not move as predicted and takes a few exploratory steps before the next re-plan.
 - **Receding horizon**: level 1 re-plans every ``replan_every`` steps and level 2 every ``replan2_every``
   (a multiple of ``replan_every``; 0: every ``k``), each warm-started from its previous plan shifted by the
   steps executed since (``shift``; for level 2 by ``replan2_every // k`` level-2 steps).
@@ -36,6 +39,7 @@ import torch
 from torch import nn
 
 from amia.actor.planners import PLANNERS, PlannerConfig, plan, shift
+from amia.actor.surprise import Surprise, SurpriseConfig
 from amia.cost import Cost, GoalCritic, GoalDistance, SubgoalDistance, _per_episode
 
 if TYPE_CHECKING:
@@ -55,7 +59,9 @@ class HierarchyConfig:
     ``SubgoalDistance`` from the subgoal's step on (1 before). ``final_weight``: the goal cost's weight on
     the last step at level 1 (when it plans to the goal itself); ``level2_final_weight`` at level 2, lower, so
     that level 2's plan heads for the goal from its first step (its subgoals lead, and the goal switch reads
-    its early states). ``switch_distance``: the goal-switch threshold (module docstring).
+    its early states). ``switch_distance``: the goal-switch threshold (module docstring). ``critic_weight``: the
+    level-2 critic's weight in level 2's cost. ``surprise``: exploration where level 1's world model was wrong
+    (``amia.actor.surprise``; on by default, checked at every level-1 re-plan).
     """
 
     level1: PlannerConfig = field(default_factory=lambda: PlannerConfig(horizon=24))
@@ -70,6 +76,7 @@ class HierarchyConfig:
     level2_final_weight: float = 5.0
     switch_distance: float = 0.3
     critic_weight: float = 1.0
+    surprise: SurpriseConfig = field(default_factory=lambda: SurpriseConfig(enabled=True))
 
     def __post_init__(self):
         if self.planner2 and self.planner2 not in PLANNERS:
@@ -113,6 +120,7 @@ class Episodes:
     subgoal: torch.Tensor | None = None  # (B, D2)
     near: torch.Tensor | None = None  # (B,) bool: the goal switch
     planned2_at: int = 0
+    surprise: Surprise | None = None
     trace: dict = field(default_factory=lambda: {"frames": [], "plans": [], "subgoals": [], "switched": [],
                                                  "level2_plans": []})
 
@@ -172,7 +180,9 @@ class HierarchicalActor:
         goal1 = self.perceive(goal_obs)
         with torch.no_grad():
             goal2 = self.encode2(goal1)
-        return Episodes(goal1, goal2, torch.Generator(device=self.device).manual_seed(seed), record)
+        gen = torch.Generator(device=self.device).manual_seed(seed)
+        watch = Surprise(self.cfg.surprise, self.model.predictor.rollout, self.bound, gen, self.cfg.replan_every)
+        return Episodes(goal1, goal2, gen, record, surprise=watch)
 
     def plan_level2(self, ep: Episodes, s2: torch.Tensor) -> None:
         """Level 2: plan abstract actions to the goal's level-2 state; set the subgoal and the goal switch."""
@@ -238,12 +248,13 @@ class HierarchicalActor:
                     ep.trace["plans"].append(self.model.predictor.rollout(s1, ep.plan1)[:ep.record].cpu())
                 ep.trace["subgoals"].append(ep.subgoal[:ep.record].cpu())
                 ep.trace["switched"].append(ep.near[:ep.record].cpu().numpy())
-        return ep.plan1[:, t % c.replan_every]
+        return ep.surprise.step(s1, ep.plan1[:, t % c.replan_every], t, ep.goal1, ep.near)
 
     def run(self, world, goal_obs: np.ndarray, steps: int, seed: int = 0, record: int = 0, progress=None) -> dict:
         """The loop for the ``B`` episodes of a batched ``world`` (at its start states), ``steps`` steps.
 
-        Returns true positions ``(B, steps + 1, 2)`` and ``trace``: for the first ``record`` episodes the frames
+        Returns true positions ``(B, steps + 1, 2)``, ``surprises`` and ``explored_steps`` (counts over all
+        episodes, ``amia.actor.surprise``) and ``trace``: for the first ``record`` episodes the frames
         after each step, and per level-1 re-plan the plan's predicted level-1 states ``(record, T1, D1)``, the
         subgoal ``(record, D2)`` and the goal switch ``(record,)``; per level-2 re-plan its predicted states.
         """
@@ -257,7 +268,8 @@ class HierarchicalActor:
                 ep.trace["frames"].append(obs[:record])
             if progress is not None:
                 progress(1)
-        return {"positions": np.stack(positions, axis=1), "trace": ep.trace}
+        return {"positions": np.stack(positions, axis=1), "trace": ep.trace, "surprises": ep.surprise.surprises,
+                "explored_steps": ep.surprise.explored_steps}
 
 
 __all__ = ["Episodes", "HierarchicalActor", "HierarchyConfig", "Switch"]
