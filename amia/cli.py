@@ -208,6 +208,9 @@ def cmd_distill(args) -> None:
     print(f"policy: {last['labels']} Mode-2 labels, final loss {last['policy_loss']:.4f}; critic: "
           f"{summary['critic_examples']} examples from memory ({summary['memory_entries']} entries), "
           f"loss {summary['critic_loss']:.4f}; {summary['seconds']:.0f} s")
+    if "amortise_energy_last" in summary:
+        print(f"amortised policy: Mode-2's energy of its roll-outs {summary['amortise_energy_first']:.3f} -> "
+              f"{summary['amortise_energy_last']:.3f} on {summary['amortise_states']} states from memory")
     print(f"wrote {args.run}/policy.safetensors, critic.safetensors, probe.safetensors, distill.json")
 
 

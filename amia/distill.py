@@ -7,7 +7,10 @@ start: a warm plan from a policy stuck at a wall only confirms it); the policy i
 far (act, plan, distil: the DAgger form of Sec. 3.1.3). Every perceived state goes to the short-term memory with its
 intrinsic cost; the critic is then learned from memory only (never from the dataset file): by default the
 goal-conditioned critic of ``amia.hindsight`` (the discounted number of moves to any stored goal state, by TD
-over hindsight goals), or the discounted intrinsic cost observed later (``critic.kind=discounted``). Training
+over hindsight goals), or the discounted intrinsic cost observed later (``critic.kind=discounted``). Last, by
+default, the policy is *amortised* (``amortise``, ``amia.actor.policy.fit_policy_to_energy``): starting from the
+label-fitted policy, it is trained to minimise Mode-2's own energy (goal distance over a short roll-out of the
+policy through the frozen predictor, plus the critic on its last state) on the states in memory. Training
 episodes use their own start/goal seeds, never the evaluation seed.
 """
 
@@ -22,10 +25,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from amia.actor.policy import Policy, PolicyConfig, fit_policy
+from amia.actor.policy import AmortiseConfig, Policy, PolicyConfig, fit_policy, fit_policy_to_energy
 from amia.agent import Agent
 from amia.checkpoint import atomic_write_text, load_weights, read_checkpoint, save_checkpoint
-from amia.configurator import configure
+from amia.configurator import build_cost, configure
 from amia.cost import Critic, Position
 from amia.diagnostics import fit_position_probe
 from amia.envs import evaluation_set, make_world
@@ -72,6 +75,7 @@ class DistillConfig:
     """``rounds`` of ``episodes`` training episodes of ``steps`` steps each (start/goal seeds ``seed``, ``seed + 1``...).
 
     ``label_span``: a label is the mean of the plan's next ``label_span`` actions (1: Mode-2's action itself).
+    ``amortise``: the last stage, the policy trained on Mode-2's energy (``amia.actor.policy.AmortiseConfig``).
     """
 
     rounds: int = 4
@@ -83,6 +87,7 @@ class DistillConfig:
     memory_capacity: int = 100_000
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     critic: CriticConfig = field(default_factory=CriticConfig)
+    amortise: AmortiseConfig = field(default_factory=AmortiseConfig)
 
 
 def fit_critic(critic: Critic, states: torch.Tensor, contexts: torch.Tensor, targets: torch.Tensor,
@@ -156,24 +161,45 @@ def distill(run_dir: str | Path, cfg: DistillConfig, agent_settings: dict | None
         if progress:
             print(json.dumps(history[-1]), flush=True)
     critic, closs, examples = train_critic(memory, dim, cfg.critic, cfg.seed, progress)
+    amortised = amortise(policy, model, critic, memory, cfg.amortise, cfg.seed, progress)
     meta = {"env_id": env_id, "state_dim": dim, "action_dim": model.action_dim, "bound": world.spec.max_step}
     save_checkpoint(run_dir / POLICY_FILE, policy, None, {**meta, "policy": cfg.policy.__dict__})
     save_checkpoint(run_dir / CRITIC_FILE, critic, None, {**meta, "critic": cfg.critic.__dict__})
     save_checkpoint(run_dir / PROBE_FILE, _ProbeWeights(position.weight), None, meta)
     summary = {"run": str(run_dir), "rounds": history, "memory_entries": len(memory), "memory_writes": memory.writes,
-               "critic_examples": examples, "critic_loss": float(np.mean(closs[-100:])),
+               "critic_examples": examples, "critic_loss": float(np.mean(closs[-100:])), **amortised,
                "seconds": round(time.time() - t0, 1), "git_rev": git_revision(),
                "config": json.loads(json.dumps(cfg, default=lambda o: o.__dict__))}
     atomic_write_text(run_dir / "distill.json", json.dumps(summary, indent=2))
     return summary
 
 
+def amortise(policy: Policy, model, critic: Critic, memory: ShortTermMemory, cfg: AmortiseConfig, seed: int = 0,
+             progress: bool = True) -> dict:
+    """The amortisation stage (module docstring) on the memory's perceived states and their episodes' goals;
+    changes ``policy`` in place and returns the summary's fields (nothing when ``cfg.enabled`` is false)."""
+    if not cfg.enabled:
+        return {}
+    e = memory.entries()
+    seen = ~e["imagined"]
+    model.requires_grad_(False)
+    critic.requires_grad_(False)
+    task = configure("reach", mode=2, final_weight=cfg.final_weight, critic_weight=cfg.critic_weight,
+                     horizon=cfg.horizon)
+    with tqdm(total=cfg.steps, desc="amortise policy", unit="step", disable=not progress) as bar:
+        losses = fit_policy_to_energy(policy, model.predictor, lambda goal: build_cost(task, goal, critic=critic),
+                                      e["state"][seen], e["context"][seen], cfg, seed, progress=bar.update)
+    return {"amortise_states": int(seen.sum()), "amortise_energy_first": float(np.mean(losses[:100])),
+            "amortise_energy_last": float(np.mean(losses[-100:]))}
+
+
 def _resume_key(cfg: DistillConfig) -> str:
-    """Everything a resumed job must share with the saved one (more rounds may be asked for; the critic, fitted
-    after the rounds, may change)."""
+    """Everything a resumed job must share with the saved one (more rounds may be asked for; the critic and the
+    amortisation, both after the rounds, may change)."""
     d = json.loads(json.dumps(cfg, default=lambda o: o.__dict__))
     d.pop("rounds")
     d.pop("critic")
+    d.pop("amortise", None)
     return json.dumps(d, sort_keys=True)
 
 
@@ -196,6 +222,7 @@ def _resume(path: Path, cfg: DistillConfig, policy: Policy, memory: ShortTermMem
     tensors, meta, _ = read_checkpoint(path)
     saved = json.loads(meta.get("key") or "{}")
     saved.pop("critic", None)  # older state files kept the critic's settings in their key
+    saved.pop("amortise", None)
     if json.dumps(saved, sort_keys=True) != _resume_key(cfg):
         raise ValueError(f"{path} was written with other distill settings; delete it to start again")
     policy.load_state_dict({k[len("model/policy."):]: v for k, v in tensors.items() if k.startswith("model/policy.")})

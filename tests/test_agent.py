@@ -7,11 +7,13 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from amia.actor.planners import PlannerConfig, plan
-from amia.actor.policy import Policy, PolicyConfig, fit_policy, policy_rollout
+from amia.actor.policy import (AmortiseConfig, Policy, PolicyConfig, fit_policy, fit_policy_to_energy,
+                               policy_rollout)
 from amia.configurator import TASKS, build_cost, configure, moving_point
-from amia.cost import Critic, CriticTerm, ForbiddenRegion, KeepAway, Position
+from amia.cost import Critic, CriticTerm, ForbiddenRegion, GoalDistance, KeepAway, Position
 
 IDENTITY = Position(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]))  # 2-D states are positions
 
@@ -131,3 +133,27 @@ def test_policy_learns_a_known_controller_and_rolls_out_through_the_predictor():
     assert torch.allclose(integrator(s0, actions)[0, -1], goal[0], atol=0.3), integrator(s0, actions)
     with pytest.raises(ValueError, match="share their first size"):
         fit_policy(policy, s, g[:10], target)
+
+
+def test_amortised_policy_minimises_the_energy_to_the_known_controller_without_labels():
+    torch.manual_seed(0)
+    s, g = torch.rand(4096, 2) * 10, torch.rand(4096, 2) * 10
+    policy = Policy(PolicyConfig(hidden=64, layers=2), 2, 2, 2, 1.0)
+    predictor = nn.Linear(2, 2)  # stands in for the frozen world model's parameters: they must not move
+    before = [p.clone() for p in predictor.parameters()]
+
+    def step(st, a):  # the integrator, with a frozen module in its graph
+        return st + a + 0 * predictor(st)
+
+    cfg = AmortiseConfig(horizon=1, steps=1500, batch_size=256, lr=3e-3, hindsight_goals=0.5)
+    losses = fit_policy_to_energy(policy, step, lambda goal: GoalDistance(goal, 1.0), s, g, cfg)
+    with torch.no_grad():  # the energy left at the optimum: the known controller's on the same data
+        floor = GoalDistance(g, 1.0)((s + (g - s).clamp(-1, 1))[:, None]).mean().item()
+    assert np.mean(losses[-100:]) < floor + 0.1 < np.mean(losses[:20]), (floor, np.mean(losses[-100:]))
+    assert all(torch.equal(a, b) for a, b in zip(before, predictor.parameters()))
+    with torch.no_grad():  # one step of energy (s + a - g)^2 in the box [-1, 1]: a* = clip(g - s, -1, 1)
+        s1, g1 = torch.rand(256, 2) * 10, torch.rand(256, 2) * 10
+        err = (policy(s1, g1) - (g1 - s1).clamp(-1, 1)).abs()
+    assert err.mean() < 0.1, err.mean()
+    with pytest.raises(ValueError, match="must match states"):
+        fit_policy_to_energy(policy, step, lambda goal: GoalDistance(goal, 1.0), s, g[:10], cfg)

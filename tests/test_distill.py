@@ -14,7 +14,7 @@ from amia.cli import main as cli_main
 from amia.data.collect import CollectConfig, collect
 from amia.checkpoint import read_checkpoint
 from amia.distill import DistillConfig, distill, load_parts
-from amia.actor.policy import PolicyConfig
+from amia.actor.policy import AmortiseConfig, PolicyConfig
 from amia.distill import CriticConfig
 from amia.evaluate import EvalConfig, evaluate
 from amia.jepa import JEPAConfig
@@ -25,7 +25,8 @@ from amia.world_model import PredictorConfig
 ENV = "amia/TwoRooms-v0"
 SMALL_PLAN = PlannerConfig(horizon=4, iterations=2, warm_iterations=1, restarts=2, samples=8, elites=2)
 CFG = DistillConfig(rounds=2, episodes=4, steps=8, policy=PolicyConfig(hidden=16, layers=1, steps=20, batch_size=16),
-                    critic=CriticConfig(hidden=16, layers=1, steps=20, batch_size=16))
+                    critic=CriticConfig(hidden=16, layers=1, steps=20, batch_size=16),
+                    amortise=AmortiseConfig(horizon=2, steps=10, batch_size=16))
 
 
 pytestmark = pytest.mark.usefixtures("restore_threads")
@@ -53,6 +54,7 @@ def test_distill_writes_policy_critic_probe_and_a_summary(distilled):
     assert [r["labels"] for r in summary["rounds"]] == [32, 40]
     # the critic learned from memory: every perceived state of both rounds, and nothing else
     assert summary["memory_writes"] == 2 * 4 * 8 == summary["memory_entries"] == summary["critic_examples"]
+    assert summary["amortise_states"] == 2 * 4 * 8  # the amortised policy trained on the same perceived states
     parts = load_parts(run, 8)
     assert parts["policy"] is not None and parts["critic"] is not None and parts["position"].weight.shape == (9, 2)
     with pytest.raises(ValueError, match="expects 8-D states, the model gives 16"):
@@ -106,14 +108,19 @@ def test_an_interrupted_distill_resumes_from_its_last_round_and_ends_the_same(di
     other = DistillConfig(**{**CFG.__dict__, "episodes": 3})
     with pytest.raises(ValueError, match="other distill settings"):
         distill(tmp_path / "a", other, agent_settings={"planning": SMALL_PLAN}, progress=False)
-    # the critic is fitted after the rounds: other critic settings refit it alone, from the same memory
+    # the critic and the amortisation follow the rounds: other settings redo them alone, from the same memory
     mc = DistillConfig(**{**CFG.__dict__, "critic": CriticConfig(kind="discounted", hidden=16, layers=1, steps=20,
-                                                                 batch_size=16)})
+                                                                 batch_size=16),
+                          "amortise": AmortiseConfig(enabled=False)})
     again = distill(tmp_path / "a", mc, agent_settings={"planning": SMALL_PLAN}, progress=False)
     assert again["rounds"] == whole["rounds"] and again["critic_examples"] == whole["critic_examples"]
+    assert "amortise_states" not in again
+    # not amortised, the saved policy is the label-fitted one of the rounds, the uninterrupted job's resume point
     a, _, _ = read_checkpoint(tmp_path / "a" / "policy.safetensors")
-    b, _, _ = read_checkpoint(tmp_path / "b" / "policy.safetensors")
-    assert all(torch.equal(a[k], b[k]) for k in a)
+    b, _, _ = read_checkpoint(tmp_path / "b" / "distill_state.safetensors")
+    assert all(torch.equal(a[k], b["model/policy." + k[len("model/"):]]) for k in a)
+    amortised, _, _ = read_checkpoint(tmp_path / "b" / "policy.safetensors")
+    assert not all(torch.equal(a[k], amortised[k]) for k in a)  # the amortisation moved the policy
     with pytest.raises(ValueError, match="critic.kind"):
         CriticConfig(kind="mc")
 

@@ -102,3 +102,15 @@ def test_gif_and_plot_are_written(tmp_path):
     png = tmp_path / "planners.png"
     planner_plot(png, [evaluate(tiny_model(), "amia/TwoRooms-v0", FAST, progress=False)])
     assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+
+def test_evaluate_reports_the_surprise_watch_and_counts_its_predictor_call():
+    from amia.actor.surprise import SurpriseConfig
+
+    cfg = EvalConfig(**{**FAST.__dict__, "timing_calls": 0})
+    plain = evaluate(tiny_model(), "amia/TwoRooms-v0", cfg, progress=False)
+    watched = evaluate(tiny_model(), "amia/TwoRooms-v0", EvalConfig(**{**cfg.__dict__, "surprise": SurpriseConfig(
+        enabled=True)}), progress=False)
+    assert "surprises" not in plain and watched["predictor_calls_per_step"] == plain["predictor_calls_per_step"] + 1
+    assert watched["surprises"] >= 0 and 0 <= watched["explored_step_fraction"] <= 1

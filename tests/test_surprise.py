@@ -1,0 +1,143 @@
+"""Surprise (``amia.actor.surprise``): the test by hand, the exploration that follows it, and a stall behind a wall
+that only the watch escapes."""
+
+from __future__ import annotations
+
+import dataclasses
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from amia.actor.compute import flat_calls_per_step, hierarchical_calls_per_step
+from amia.actor.planners import PlannerConfig
+from amia.actor.surprise import Surprise, SurpriseConfig
+from amia.agent import Agent
+from amia.configurator import configure
+from test_hierarchical import BOUND, TOY, ToyLevel1, ToyWorld, toy_actor
+
+
+def integrator(s0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    return s0[:, None] + actions.cumsum(1)
+
+
+def watch(seed: int = 0, **changes) -> Surprise:
+    cfg = SurpriseConfig(enabled=True, every=2, steps=3, ratio=0.3, command=0.3, **changes)
+    return Surprise(cfg, integrator, 1.0, torch.Generator().manual_seed(seed))
+
+
+def test_surprise_by_hand():
+    w = watch()
+    w.start = torch.zeros(6, 2)
+    w.executed = [torch.tensor([[1.0, 0.0]] * 5 + [[0.1, 0.0]]), torch.tensor([[1.0, 0.0]] * 5 + [[0.1, 0.0]])]
+    # predicted: (2, 0) for the first five (squared motion per dimension: 2), (0.2, 0) for the last
+    s = torch.tensor([[0.0, 0.0],  # blocked: surprised
+                      [2.0, 0.0],  # moved as predicted
+                      [1.5, 0.0],  # 1.125 of 2 > 0.3: not surprised
+                      [0.7, 0.0],  # 0.245 of 2 < 0.3: surprised
+                      [0.0, 0.0],  # blocked, but checked against a goal below
+                      [0.0, 0.0]])  # asked for 0.1 of the largest move: cannot be surprised
+    assert w.surprised(s).tolist() == [True, False, False, True, True, False]
+    # goals nearer than the predicted move (squared per dimension: 1.125 and 1 < 2) make those episodes settle
+    goal = torch.tensor([[0.0, 1.5], [9.0, 9.0], [9.0, 9.0], [9.0, 9.0], [1.0, 1.0], [9.0, 9.0]])
+    assert w.surprised(s, goal).tolist() == [False, False, False, True, False, False]
+    has_goal = torch.tensor([False, True, True, True, True, True])
+    assert w.surprised(s, goal, has_goal).tolist() == [True, False, False, True, False, False]
+
+
+def test_a_pinned_episode_explores_at_full_speed_in_a_new_direction_after_every_window():
+    w, planned = watch(), torch.tensor([[1.0, 0.0], [1.0, 0.0]])
+    free, actions = torch.zeros(2), []
+    for t in range(8):
+        s = torch.stack([torch.zeros(2), free])  # episode 0 is pinned; episode 1 moves as the integrator says
+        a = w.step(s, planned, t)
+        actions.append(a)
+        free = free + a[1]
+    a = torch.stack(actions)  # (8, 2, 2)
+    torch.testing.assert_close(a[:, 1], planned[1].expand(8, 2))  # the free episode always follows its plan
+    torch.testing.assert_close(a[:2, 0], planned[0].expand(2, 2))  # the first window: the plan
+    torch.testing.assert_close(a[2:, 0].norm(dim=-1), torch.ones(6))  # then exploration at full speed ...
+    torch.testing.assert_close(a[2, 0], a[3, 0])  # ... one direction per surprise ...
+    assert not torch.allclose(a[3, 0], a[4, 0])  # ... a new one when the next window surprises again
+    assert w.surprises == 3 and w.explored_steps == 6  # windows ending at t = 2, 4, 6
+    again, fresh = watch(), []
+    for t in range(8):
+        fresh.append(again.step(torch.stack([torch.zeros(2), torch.zeros(2) + t]), planned, t))
+    torch.testing.assert_close(torch.stack(fresh)[:, 0], a[:, 0])  # seeded: the same directions
+
+
+def test_no_surprise_and_disabled_leave_the_plan_untouched():
+    w, planned, s = watch(), torch.tensor([[1.0, -1.0]]), torch.zeros(1, 2)
+    for t in range(10):  # moves exactly as predicted
+        assert torch.equal(w.step(s, planned, t), planned)
+        s = s + planned
+    assert w.surprises == 0
+
+    def never(*_):
+        raise AssertionError("a disabled watch must not run the predictor")
+
+    off = Surprise(SurpriseConfig(), never, 1.0, torch.Generator())
+    for t in range(10):
+        assert off.step(torch.zeros(1, 2), planned, t) is planned
+
+
+def test_settings_are_checked():
+    with pytest.raises(ValueError, match="surprise.ratio"):
+        SurpriseConfig(ratio=0.0)
+    with pytest.raises(ValueError, match="surprise.every"):
+        SurpriseConfig(every=-1)
+
+
+class WallWorld(ToyWorld):
+    """The integrator with a wall segment at x = 10 for |y| <= 2: a move that would cross it stops dead."""
+
+    def step(self, a: np.ndarray):
+        new = self.state + np.clip(a, -self.bound, self.bound)
+        crosses = (self.state[:, 0] <= 10) & (new[:, 0] > 10)
+        y = self.state[:, 1] + (new[:, 1] - self.state[:, 1]) * np.where(crosses, (10 - self.state[:, 0]) /
+                                                                         np.maximum(new[:, 0] - self.state[:, 0],
+                                                                                    1e-9), 1)
+        blocked = crosses & (np.abs(y) <= 2)
+        self.state = np.where(blocked[:, None], self.state, new)
+        return self.render(), {"state": self.state.copy()}
+
+
+def test_hierarchical_actor_escapes_a_wall_its_model_does_not_know_only_with_the_watch():
+    start, goal = np.array([[0.0, 0.0]]), np.array([[20.0, 0.0]], dtype=np.float32)
+    off = toy_actor(dataclasses.replace(TOY, surprise=SurpriseConfig(enabled=False)))
+    stalled = off.run(WallWorld(start, BOUND), goal, steps=80, seed=0)
+    assert stalled["positions"][0, -1, 0] <= 10 and stalled["surprises"] == 0  # stuck in front of the wall
+    on = toy_actor(dataclasses.replace(TOY, surprise=SurpriseConfig(enabled=True)))
+    out = on.run(WallWorld(start, BOUND), goal, steps=80, seed=0)
+    assert np.linalg.norm(out["positions"][0, -1] - goal[0]) < 1.0, out["positions"][0, -1]
+    assert out["surprises"] >= 1 and out["explored_steps"] >= TOY.surprise.steps
+
+
+class ToyJEPA(ToyLevel1):
+    """The integrator as the flat agent's world model: 2-D states are positions."""
+
+    cfg = SimpleNamespace(encoder=SimpleNamespace(dim=2))
+
+
+@pytest.mark.parametrize("mode", [2, 1])
+def test_flat_agent_escapes_the_same_wall_only_with_the_watch(mode):
+    start, goal = np.array([[0.0, 0.0]]), np.array([[20.0, 0.0]], dtype=np.float32)
+    planning = PlannerConfig(horizon=8, iterations=30, warm_iterations=10, restarts=4, lr=0.5)
+    policy = nn.Module()
+    policy.forward = lambda s, g: (g - s).clamp(-BOUND, BOUND)  # Mode-1: head straight for the goal
+    task = configure("reach", mode=mode)
+    outs = [Agent(ToyJEPA(), planning=planning, bound=BOUND, surprise=SurpriseConfig(enabled=on),
+                  policy=policy if mode == 1 else None).run(WallWorld(start, BOUND), goal, task, steps=80, seed=0)
+            for on in (False, True)]
+    assert outs[0]["positions"][0, -1, 0] <= 10 and outs[0]["surprises"] == 0
+    assert np.linalg.norm(outs[1]["positions"][0, -1] - goal[0]) < 1.0, outs[1]["positions"][0, -1]
+    assert outs[1]["surprises"] >= 1
+
+
+def test_the_watch_costs_one_predictor_call_per_step():
+    gd = PlannerConfig(horizon=10, warm_iterations=4, restarts=3)
+    assert flat_calls_per_step("gd", gd, 4, surprise=True) == flat_calls_per_step("gd", gd, 4) + 1
+    assert (hierarchical_calls_per_step("gd", gd, 2, "gd", gd, 8, surprise=True)
+            == hierarchical_calls_per_step("gd", gd, 2, "gd", gd, 8) + 1)
