@@ -23,7 +23,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from amia.regression import fit_regression
+from amia.regression import fit_regression, minimise
 from amia.world_model import mlp
 
 
@@ -111,12 +111,9 @@ def fit_policy_to_energy(policy: Policy, predictor: Callable[[torch.Tensor, torc
     ``(B, H, D) -> (B,)``. Returns the mean energy of every step."""
     if goals.shape != states.shape:
         raise ValueError(f"amortise: goals {tuple(goals.shape)} must match states {tuple(states.shape)}")
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(policy.parameters(), lr=cfg.lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
-    n, losses = states.shape[0], []
-    policy.train()
-    for _ in range(cfg.steps):
+    n = states.shape[0]
+
+    def batch_loss(g: torch.Generator) -> torch.Tensor:
         idx = torch.randint(n, (min(cfg.batch_size, n),), generator=g)
         s, goal = states[idx], goals[idx].clone()
         other = torch.rand(len(idx), generator=g) < cfg.hindsight_goals
@@ -125,13 +122,6 @@ def fit_policy_to_energy(policy: Policy, predictor: Callable[[torch.Tensor, torc
         for _ in range(cfg.horizon):
             s = predictor(s, policy(s, goal))
             path.append(s)
-        loss = make_cost(goal)(torch.stack(path, dim=1)).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        if progress is not None:
-            progress(1)
-    policy.eval()
-    return losses
+        return make_cost(goal)(torch.stack(path, dim=1)).mean()
+
+    return minimise(policy, batch_loss, cfg.steps, cfg.lr, seed, progress)
