@@ -112,9 +112,16 @@ def inside_region(positions: np.ndarray, region: tuple[float, float, float, floa
     return (positions[..., 0] > x0) & (positions[..., 0] < x1) & (positions[..., 1] > y0) & (positions[..., 1] < y1)
 
 
+def frozen(model: JEPA, device: torch.device) -> JEPA:
+    """The model for acting: on ``device``, in eval mode, without gradients for its weights, and with its
+    convolution weights channels-last, which puts PyTorch's convolutions on the oneDNN path also at batch size 1
+    (one 64x64 frame: 0.30 -> 0.17 ms on this CPU; the same numbers up to float rounding)."""
+    return model.to(device).eval().requires_grad_(False).to(memory_format=torch.channels_last)
+
+
 def make_agent(model: JEPA, env_id: str, cfg: EvalConfig, device: torch.device, parts: dict | None = None) -> Agent:
     """The agent the protocol runs: the frozen model, the configured planner, and the run's policy, critic and probe."""
-    model = model.to(device).eval().requires_grad_(False)
+    model = frozen(model, device)
     parts = {k: (v.to(device) if isinstance(v, torch.nn.Module) else v) for k, v in (parts or {}).items()}
     return Agent(model, planner=cfg.planner, planning=cfg.planning, bound=make_world(env_id, 1).spec.max_step,
                  surprise=cfg.surprise, **parts)
@@ -129,7 +136,7 @@ def make_hierarchical_actor(model: JEPA, level2, env_id: str, cfg: EvalConfig,
     if cfg.task != "reach" or cfg.mode != 2:
         raise GoalReachingError(f"hierarchical Mode-2 plays the reach task in mode 2, not task {cfg.task!r} in "
                                 f"mode {cfg.mode}")
-    model = model.to(device).eval().requires_grad_(False)
+    model = frozen(model, device)
     level2 = level2.to(device).eval().requires_grad_(False)
     try:
         if critic2 is not None:
