@@ -114,8 +114,8 @@ def inside_region(positions: np.ndarray, region: tuple[float, float, float, floa
 
 def frozen(model: JEPA, device: torch.device) -> JEPA:
     """The model for acting: on ``device``, in eval mode, without gradients for its weights, and with its
-    convolution weights channels-last, which puts PyTorch's convolutions on the oneDNN path also at batch size 1
-    (one 64x64 frame: 0.30 -> 0.17 ms on this CPU; the same numbers up to float rounding)."""
+    convolution weights channels-last, on which PyTorch's CPU convolutions run faster at batch size 1 (one 64x64
+    frame: 0.30 -> 0.17 ms on our 2-core CPU; the same numbers up to float rounding)."""
     return model.to(device).eval().requires_grad_(False).to(memory_format=torch.channels_last)
 
 

@@ -11,10 +11,9 @@ the state perceived now. An episode is *surprised* when the agent asked for a mo
 displacement is at least ``command`` of the largest possible, ``every * bound``) and perception moved less than
 ``ratio`` of the predicted motion (squared distances in state space, so the test needs no scale), unless the
 episode is *settling*: its goal state is nearer than the predicted motion (an agent at its goal that pushes
-against a wall beside it has nowhere better to go). A surprised
-episode then takes ``steps`` steps in one random direction at full speed (drawn from the actor's seeded
-generator) instead of its plan, and its next re-plan starts from where that leaves it. The check costs one
-predictor call per step.
+against a wall beside it has nowhere better to go). A surprised episode then takes ``steps`` steps in one
+random direction at full speed (drawn from the actor's seeded generator) instead of its plan, and its next
+re-plan starts from where that leaves it. The check costs one predictor call per step.
 """
 
 from __future__ import annotations
@@ -28,8 +27,9 @@ import torch
 @dataclass
 class SurpriseConfig:
     """``enabled``: watch for surprise at all; ``every``: the window, in steps (0: the actor's re-plan interval);
-    ``ratio``: perceived motion under this fraction of the predicted motion is a surprise; ``command``: the least net commanded displacement, as a fraction of ``every * bound``, for the test to apply
-    (an agent that asked to stay put cannot be surprised that it did); ``steps``: exploratory steps per surprise."""
+    ``ratio``: perceived motion under this fraction of the predicted motion is a surprise; ``command``: the least
+    net commanded displacement, as a fraction of ``every * bound``, for the test to apply (an agent that asked
+    to stay put cannot be surprised that it did); ``steps``: exploratory steps per surprise."""
 
     enabled: bool = False
     every: int = 0
@@ -39,7 +39,8 @@ class SurpriseConfig:
 
     def __post_init__(self):
         if self.every < 0 or self.steps < 1:
-            raise ValueError(f"surprise.every must be >= 0 and surprise.steps >= 1, got {self.every} and {self.steps}")
+            raise ValueError(f"surprise.every must be >= 0 and surprise.steps >= 1, got {self.every} and "
+                             f"{self.steps}")
         if not 0 < self.ratio <= 1 or not 0 <= self.command <= 1:
             raise ValueError(f"surprise.ratio must be in (0, 1] and surprise.command in [0, 1], got {self.ratio} "
                              f"and {self.command}")
