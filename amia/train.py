@@ -65,7 +65,9 @@ WORLD_PRESETS: dict[str, list[str]] = {
     "amia/TwoRooms-v0": [],
     # Random layouts: the wall alone satisfies the variance term and is trivially predictable, so a weak
     # inverse-dynamics term lets the encoder drop the agent (benchmarks/results/wall_idm_sweep_h200.json).
-    "amia/Wall-v0": ["jepa.loss.idm=10"],
+    # A random walk almost never threads the door (amia.data.policies.DoorSeekingWalk), so half the
+    # episodes are collected by a walk that goes through it.
+    "amia/Wall-v0": ["jepa.loss.idm=10", "collect.policy=doors"],
     # 96x96 frames seen at 32x32, like TwoRooms' 64x64 at downsample 2: the same cost per frame on a CPU.
     "amia/Maze-v0": ["jepa.encoder.downsample=3"],
 }

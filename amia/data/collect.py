@@ -15,12 +15,14 @@ from amia.envs import make_world
 
 @dataclass
 class CollectConfig:
-    """How much data to collect and with which policy (``policy``: drift or uniform)."""
+    """How much data to collect and with which policy (``policy``: drift, uniform, or doors: the drifting walk that
+    threads the door in ``door_fraction`` of the episodes, rooms worlds only)."""
 
     episodes: int = 1000
     steps: int = 100
     policy: str = "drift"
     kappa: float = 5.0
+    door_fraction: float = 0.5
     batch: int = 100
     seed: int = 0
 
@@ -32,8 +34,12 @@ def collect(env_id: str, out: str | os.PathLike, cfg: CollectConfig | None = Non
         raise ValueError(f"unknown collection policy {cfg.policy!r}; known: {sorted(POLICIES)}")
     if cfg.episodes < 1 or cfg.steps < 1:
         raise ValueError(f"episodes and steps must be >= 1, got {cfg.episodes} and {cfg.steps}")
-    policy = POLICIES[cfg.policy](kappa=cfg.kappa) if cfg.policy == "drift" else POLICIES[cfg.policy]()
     world = make_world(env_id, 1)
+    if cfg.policy == "doors" and tuple(world.state_names) != ("x", "y", "wall_x", "door_y"):
+        raise ValueError(f"collect.policy=doors needs a rooms world with one wall and door; {env_id} has state "
+                         f"{tuple(world.state_names)}")
+    policy = {"drift": lambda: POLICIES["drift"](kappa=cfg.kappa), "uniform": POLICIES["uniform"],
+              "doors": lambda: POLICIES["doors"](kappa=cfg.kappa, door_fraction=cfg.door_fraction)}[cfg.policy]()
     writer = TrajectoryWriter(out, env_id, world.obs_shape, 2, world.state_names,
                               meta={"collect": asdict(cfg), "spec": asdict(world.spec)})
     try:

@@ -40,4 +40,44 @@ class UniformRandom:
         return rng.uniform(-self.max_step, self.max_step, size=(state.shape[0], 2))
 
 
-POLICIES = {"drift": DriftingRandomWalk, "uniform": UniformRandom}
+@dataclass
+class DoorSeekingWalk:
+    """The drifting walk, except that in ``door_fraction`` of the episodes it first heads for the door of a rooms
+    world (state ``(x, y, wall_x, door_y)``), goes through it, then drifts on from the other side.
+
+    A random walk almost never threads a narrow door whose place changes every episode (93 crossings in
+    1,000 Wall-v0 episodes of 100 steps), so a world model learns that the wall blocks but never that the door
+    lets through, and every plan through the door looks blocked. This behaviour policy reads the true layout,
+    as a scripted demonstrator would; the data stays reward-free and goal-free. Headings are noisy (von Mises,
+    ``kappa``) and steps random, so the walks also rub the door's jambs.
+    """
+
+    kappa: float = 5.0
+    door_fraction: float = 0.5
+    max_step: float = 2.45
+
+    def reset(self, num_envs: int, rng: np.random.Generator) -> None:
+        self.heading = rng.uniform(-np.pi, np.pi, size=num_envs)
+        self.seeking = rng.random(num_envs) < self.door_fraction
+        self.side = None
+
+    def __call__(self, state: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        if state.shape[1] != 4:
+            raise ValueError(f"the doors policy needs rooms-world states (x, y, wall_x, door_y), got {state.shape[1]} numbers")
+        x, y, wall_x, door_y = state.T
+        side = np.sign(x - wall_x)
+        if self.side is None:
+            self.side = side
+        self.seeking &= side == self.side  # through the door: drift on from here
+        # aim at a point just past the door's mouth on this side until level with the door, then straight across
+        level = np.abs(y - door_y) < 2.0
+        target_x = np.where(level, wall_x - 6.0 * side, wall_x + 6.0 * side)
+        to_door = np.arctan2(door_y - y, target_x - x)
+        drift = self.heading + rng.vonmises(0.0, self.kappa, size=self.heading.shape)
+        self.heading = np.where(self.seeking, to_door + rng.vonmises(0.0, 4 * self.kappa, size=x.shape), drift)
+        length = rng.uniform(0.0, self.max_step, size=x.shape)
+        length = np.where(self.seeking, rng.uniform(0.5 * self.max_step, self.max_step, size=x.shape), length)
+        return np.stack([np.cos(self.heading), np.sin(self.heading)], axis=1) * length[:, None]
+
+
+POLICIES = {"drift": DriftingRandomWalk, "uniform": UniformRandom, "doors": DoorSeekingWalk}
