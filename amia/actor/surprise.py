@@ -36,14 +36,20 @@ class SurpriseConfig:
     ratio: float = 0.3
     command: float = 0.3
     steps: int = 4
+    explore: str = "random"
 
     def __post_init__(self):
         if self.every < 0 or self.steps < 1:
             raise ValueError(f"surprise.every must be >= 0 and surprise.steps >= 1, got {self.every} and "
                              f"{self.steps}")
+        if self.explore not in EXPLORE:
+            raise ValueError(f"surprise.explore must be one of {EXPLORE}, got {self.explore!r}")
         if not 0 < self.ratio <= 1 or not 0 <= self.command <= 1:
             raise ValueError(f"surprise.ratio must be in (0, 1] and surprise.command in [0, 1], got {self.ratio} "
                              f"and {self.command}")
+
+
+EXPLORE = ("random", "back_off")
 
 
 class Surprise:
@@ -59,6 +65,7 @@ class Surprise:
         self.executed: list[torch.Tensor] = []  # the window's executed actions, each (B, A)
         self.left: torch.Tensor | None = None  # (B,) exploratory steps left
         self.direction: torch.Tensor | None = None  # (B, A) the exploratory action
+        self.side: torch.Tensor | None = None  # (B,) +1 / -1: the side ``back_off`` turns to
         self.surprises = 0
         self.explored_steps = 0
 
@@ -78,6 +85,21 @@ class Surprise:
             out &= ~(settling if has_goal is None else settling & has_goal)
         return out
 
+    def exploration(self, planned: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+        """The exploratory action ``(B, A)`` of newly surprised episodes (``explore``, module docstring)."""
+        g, dev = self.generator, planned.device
+        if self.cfg.explore == "random":
+            d = torch.rand(planned.shape, generator=g, device=dev) * 2 - 1
+        else:
+            if planned.shape[-1] != 2:
+                raise ValueError(f"surprise.explore=back_off turns in the plane: it needs 2-D actions, got {planned.shape[-1]}-D")
+            if self.side is None:
+                self.side = torch.where(torch.rand(new.shape, generator=g, device=dev) < 0.5, 1.0, -1.0)
+            back = -torch.stack(self.executed, dim=1).sum(1)  # away from the move that failed
+            c, s = 0.7071, 0.7071 * self.side
+            d = torch.stack([c * back[:, 0] - s * back[:, 1], s * back[:, 0] + c * back[:, 1]], dim=-1)
+        return d / d.norm(dim=-1, keepdim=True).clamp_min(1e-6) * self.bound
+
     def step(self, s: torch.Tensor, planned: torch.Tensor, t: int, goal: torch.Tensor | None = None,
              has_goal: torch.Tensor | None = None) -> torch.Tensor:
         """The action ``(B, A)`` to execute at step ``t`` from perceived states ``s (B, D)``: ``planned`` unless
@@ -89,8 +111,7 @@ class Surprise:
                 new = self.surprised(s, goal, has_goal)
                 if new.any():
                     self.surprises += int(new.sum())
-                    d = torch.rand(planned.shape, generator=self.generator, device=planned.device) * 2 - 1
-                    d = d / d.norm(dim=-1, keepdim=True).clamp_min(1e-6) * self.bound
+                    d = self.exploration(planned, new)
                     self.direction = d if self.direction is None else torch.where(new[:, None], d, self.direction)
                     fresh = torch.where(new, self.cfg.steps, 0)
                     self.left = fresh if self.left is None else torch.maximum(self.left, fresh)
