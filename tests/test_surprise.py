@@ -68,6 +68,39 @@ def test_a_pinned_episode_explores_at_full_speed_in_a_new_direction_after_every_
     torch.testing.assert_close(torch.stack(fresh)[:, 0], a[:, 0])  # seeded: the same directions
 
 
+def test_back_off_turns_45_degrees_away_from_the_failed_move_always_to_the_episodes_side():
+    """Eight episodes pushed right (four) or down (four) into walls. Each backs away from its failed move at 45
+    degrees to one side, at full speed; the side, drawn once per episode, stays the same on every later surprise,
+    whatever the failed move."""
+    w, h = watch(seed=0, explore="back_off"), 0.5 ** 0.5
+    right, down = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])
+    first = torch.stack([right] * 4 + [down] * 4)
+    w.executed = [first, first]
+    d1 = w.exploration(first, torch.ones(8, dtype=torch.bool))
+    side = w.side.clone()
+    assert set(side.tolist()) == {1.0, -1.0}  # both sides occur (seed 0)
+    # back from right is (-1, 0): turned by +45 degrees (side +1) (-h, -h), by -45 degrees (-h, +h);
+    # back from down is (0, -1): (+h, -h) and (-h, -h)
+    from_right = torch.stack([torch.full_like(side, -h), -h * side], dim=1)
+    from_down = torch.stack([h * side, torch.full_like(side, -h)], dim=1)
+    is_right = torch.arange(8)[:, None] < 4
+    torch.testing.assert_close(d1, torch.where(is_right, from_right, from_down))
+    w.executed = [first.flip(0), first.flip(0)]  # the next surprise: the other pushes
+    d2 = w.exploration(first, torch.ones(8, dtype=torch.bool))
+    assert torch.equal(w.side, side)
+    torch.testing.assert_close(d2, torch.where(is_right, from_down, from_right))
+    # in the loop: a pinned episode's first exploratory action is the back-off
+    w, pinned = watch(seed=0, explore="back_off"), torch.zeros(8, 2)
+    for t in range(3):
+        a = w.step(pinned, first, t)
+    torch.testing.assert_close(a, d1)
+    with pytest.raises(ValueError, match="surprise.explore must be one of"):
+        SurpriseConfig(explore="spiral")
+    w.executed = [torch.ones(1, 3)]
+    with pytest.raises(ValueError, match="needs 2-D actions"):
+        w.exploration(torch.ones(1, 3), torch.ones(1, dtype=torch.bool))
+
+
 def test_no_surprise_and_disabled_leave_the_plan_untouched():
     w, planned, s = watch(), torch.tensor([[1.0, -1.0]]), torch.zeros(1, 2)
     for t in range(10):  # moves exactly as predicted

@@ -11,9 +11,16 @@ the state perceived now. An episode is *surprised* when the agent asked for a mo
 displacement is at least ``command`` of the largest possible, ``every * bound``) and perception moved less than
 ``ratio`` of the predicted motion (squared distances in state space, so the test needs no scale), unless the
 episode is *settling*: its goal state is nearer than the predicted motion (an agent at its goal that pushes
-against a wall beside it has nowhere better to go). A surprised episode then takes ``steps`` steps in one
-random direction at full speed (drawn from the actor's seeded generator) instead of its plan, and its next
-re-plan starts from where that leaves it. The check costs one predictor call per step.
+against a wall beside it has nowhere better to go). A surprised episode then takes ``steps`` steps at full
+speed instead of its plan, and its next re-plan starts from where that leaves it. The check costs one predictor
+call per step. Where the exploration goes (``explore``; draws come from the actor's seeded generator):
+
+- ``random``: one random direction per surprise;
+- ``back_off``: away from the move that failed, turned 45 degrees to the episode's side (drawn at its first
+  surprise, then kept). Pressed against a wall, the agent slides off it and along it, always the same way, so
+  repeated surprises walk it along the wall until the plan finds a way round (a door): a wall follower, like
+  the bug algorithms of robot navigation. A random direction points back into the wall half the time, and
+  successive ones cancel out.
 """
 
 from __future__ import annotations
@@ -29,7 +36,8 @@ class SurpriseConfig:
     """``enabled``: watch for surprise at all; ``every``: the window, in steps (0: the actor's re-plan interval);
     ``ratio``: perceived motion under this fraction of the predicted motion is a surprise; ``command``: the least
     net commanded displacement, as a fraction of ``every * bound``, for the test to apply (an agent that asked
-    to stay put cannot be surprised that it did); ``steps``: exploratory steps per surprise."""
+    to stay put cannot be surprised that it did); ``steps``: exploratory steps per surprise; ``explore``: where
+    they go, ``random`` or ``back_off`` (module docstring; 2-D actions)."""
 
     enabled: bool = False
     every: int = 0
