@@ -243,7 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--env", default=DEFAULT_ENV, help="world id (default %(default)s)")
     c.add_argument("--episodes", type=int, default=1000)
     c.add_argument("--steps", type=int, default=100, help="actions per episode")
-    c.add_argument("--policy", default="drift", help="drift (PLDM random walk) or uniform")
+    c.add_argument("--policy", default="drift",
+                   help="drift (PLDM random walk), uniform, or doors (half the episodes go through the door: rooms worlds)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--out", required=True, help="trajectory file to write")
     c.add_argument("--force", action="store_true", help="replace an existing file")
