@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
 
 from amia.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
 from amia.data.collect import CollectConfig
-from amia.train import TrainConfig
+from amia.train import TrainConfig, default_config
 
 
 def test_nested_override():
@@ -154,3 +155,15 @@ def test_yaml_presets_in_configs_match_the_code_defaults():
     root = Path(__file__).resolve().parent.parent / "configs"
     assert load_yaml(TrainConfig, root / "tworooms.yaml") == default_config("amia/TwoRooms-v0")
     assert load_yaml(TrainConfig, root / "wall.yaml") == default_config("amia/Wall-v0")
+
+
+def test_the_presets_in_configs_are_the_world_defaults_and_wall_large_only_scales_them():
+    """configs/ writes out amia.train.WORLD_PRESETS; wall_large.yaml changes only the state size and the budget."""
+    root = Path(__file__).resolve().parents[1] / "configs"
+    assert load_yaml(TrainConfig, root / "tworooms.yaml") == default_config("amia/TwoRooms-v0")
+    wall = default_config("amia/Wall-v0")
+    assert load_yaml(TrainConfig, root / "wall.yaml") == wall
+    large = to_dict(load_yaml(TrainConfig, root / "wall_large.yaml"))
+    scaled = to_dict(apply_overrides(wall, ["steps=15000", "collect.episodes=4000", "jepa.encoder.dim=128"]))
+    assert large == scaled
+    assert large != to_dict(wall)
