@@ -214,6 +214,20 @@ def cmd_distill(args) -> None:
     print(f"wrote {args.run}/policy.safetensors, critic.safetensors, probe.safetensors, distill.json")
 
 
+def cmd_refine(args) -> None:
+    """Refine the world model on the agent's own Mode-2 experience (a new run directory)."""
+    from amia.refine import RefineConfig, refine
+
+    given = {k: v for k, v in (("rounds", args.rounds), ("episodes", args.episodes)) if v is not None}
+    cfg = apply_overrides(RefineConfig(**given), args.overrides)
+    summary = refine(args.run, args.out, cfg, args.device, progress=not args.quiet)
+    for r in summary["rounds"]:
+        print(f"round seed {r['seed']}: Mode-2 success {r['success_rate']:.3f} on {r['episodes']} training episodes; "
+              f"held-out prediction error on own experience {r['own_error_before']:.4f} -> {r['own_error_after']:.4f}, "
+              f"on the dataset {r['data_error_before']:.4f} -> {r['data_error_after']:.4f}")
+    print(f"wrote {args.out} (evaluate it with `amia eval --run {args.out}`)")
+
+
 def cmd_info(args) -> None:
     from amia.data import read_info
 
@@ -285,6 +299,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("overrides", nargs="*", metavar="key=value",
                    help="DistillConfig overrides, e.g. steps=100 policy.steps=2000 critic.gamma=0.95")
     s.set_defaults(func=cmd_distill)
+
+    r = sub.add_parser("refine", help="refit the predictor on the agent's own Mode-2 experience (writes a new run)")
+    r.add_argument("--run", required=True, help="a trained run directory (left unchanged)")
+    r.add_argument("--out", required=True, help="the refined run's directory; rerunning resumes it")
+    r.add_argument("--rounds", type=int, help="act-refit rounds (default 2)")
+    r.add_argument("--episodes", type=int, help="training episodes per round (default 128)")
+    r.add_argument("--device", default="cpu")
+    r.add_argument("--quiet", action="store_true")
+    r.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="RefineConfig overrides, e.g. steps=120 fit_steps=3000 own_fraction=0.5 act.planner=gd "
+                        "act.surprise.enabled=false")
+    r.set_defaults(func=cmd_refine)
 
     e = sub.add_parser("eval", help="goal reaching and other tasks: the standard protocol, Mode-2 or Mode-1")
     e.add_argument("--run", required=True, help="a trained run directory")
