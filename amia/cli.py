@@ -249,6 +249,15 @@ def print_metrics(metrics: dict) -> None:
         print(f"  {k:<{width}}  {v:.4g}" if isinstance(v, float) else f"  {k:<{width}}  {v}")
 
 
+def _rounds_arguments(parser, what: str, rounds: int, episodes: int, overrides: str, func) -> None:
+    """The arguments shared by the commands that learn in rounds of training episodes (distill, refine)."""
+    parser.add_argument("--rounds", type=int, help=f"{what} rounds (default {rounds})")
+    parser.add_argument("--episodes", type=int, help=f"training episodes per round (default {episodes})")
+    parser.add_argument("--quiet", action="store_true")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help=overrides)
+    parser.set_defaults(func=func)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="amia", description="JEPA world models and planning agents (LeCun, 2022).")
     sub = p.add_subparsers(dest="command", required=True)
@@ -293,24 +302,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("distill", help="train the Mode-1 policy (from Mode-2's actions) and the critic (from memory)")
     s.add_argument("--run", required=True, help="a trained run directory; policy and critic are saved there")
-    s.add_argument("--rounds", type=int, help="act-plan-distil rounds (default 4)")
-    s.add_argument("--episodes", type=int, help="training episodes per round (default 200)")
-    s.add_argument("--quiet", action="store_true")
-    s.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="DistillConfig overrides, e.g. steps=100 policy.steps=2000 critic.gamma=0.95")
-    s.set_defaults(func=cmd_distill)
+    _rounds_arguments(s, "act-plan-distil", 4, 200,
+                      "DistillConfig overrides, e.g. steps=100 policy.steps=2000 critic.gamma=0.95", cmd_distill)
 
     r = sub.add_parser("refine", help="refit the predictor on the agent's own Mode-2 experience (writes a new run)")
     r.add_argument("--run", required=True, help="a trained run directory (left unchanged)")
     r.add_argument("--out", required=True, help="the refined run's directory; rerunning resumes it")
-    r.add_argument("--rounds", type=int, help="act-refit rounds (default 2)")
-    r.add_argument("--episodes", type=int, help="training episodes per round (default 128)")
     r.add_argument("--device", default="cpu")
-    r.add_argument("--quiet", action="store_true")
-    r.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="RefineConfig overrides, e.g. steps=120 fit_steps=3000 own_fraction=0.5 act.planner=gd "
-                        "act.surprise.enabled=false")
-    r.set_defaults(func=cmd_refine)
+    _rounds_arguments(r, "act-refit", 2, 128, "RefineConfig overrides, e.g. steps=120 fit_steps=3000 own_fraction=0.5 "
+                      "act.planner=gd act.surprise.enabled=false", cmd_refine)
 
     e = sub.add_parser("eval", help="goal reaching and other tasks: the standard protocol, Mode-2 or Mode-1")
     e.add_argument("--run", required=True, help="a trained run directory")
