@@ -313,7 +313,8 @@ def evaluate(model: JEPA, env_id: str, cfg: EvalConfig, device: torch.device | s
          "hierarchical": cfg.hierarchical, "episodes": cfg.episodes, "seed": cfg.seed, "max_steps": cfg.steps(env_id),
          "success_rate": float(np.mean(out["success"])),
          "strict_success_rate": float(np.mean(out["ever_strict"])),
-         "mean_final_distance_px": float(np.mean(d))}
+         "mean_final_distance_px": float(np.mean(d)),
+         "final_distance_px": [round(float(x), 2) for x in d]}
     watch = cfg.hierarchy.surprise if cfg.hierarchical else cfg.surprise
     if watch.enabled:
         r.update(surprises=out["surprises"],

@@ -42,6 +42,9 @@ def test_evaluate_reports_the_protocol_fields():
     assert r["success_rate"] * 3 == pytest.approx(round(r["success_rate"] * 3))
     assert r["mean_final_distance_px"] > 4.5
     assert r["episodes"] == 3 and r["ms_per_plan_median"] > 0
+    assert len(r["final_distance_px"]) == 3  # per episode, in the protocol's order
+    assert np.mean(r["final_distance_px"]) == pytest.approx(r["mean_final_distance_px"], abs=0.01)
+    assert r["success_rate"] == pytest.approx(np.mean(np.array(r["final_distance_px"]) < 4.5))
     json.dumps(r)
 
 
