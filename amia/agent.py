@@ -20,9 +20,10 @@ import torch
 
 from amia.actor.planners import PlannerConfig, plan, shift
 from amia.actor.policy import Policy, policy_rollout
+from amia.actor.boredom import BoredomConfig, Trail
 from amia.actor.surprise import Surprise, SurpriseConfig
 from amia.configurator import TaskConfig, build_cost
-from amia.cost import Critic, Position
+from amia.cost import Cost, Critic, Position
 from amia.jepa import JEPA
 from amia.memory import ShortTermMemory
 
@@ -30,8 +31,8 @@ from amia.memory import ShortTermMemory
 @dataclass
 class Agent:
     """A trained JEPA plus actor settings (``bound``: the action box's half-width; ``surprise``: exploration where
-    the world model was wrong, ``amia.actor.surprise``, off by default), optional policy, critic, position probe
-    and memory."""
+    the world model was wrong, ``amia.actor.surprise``, off by default; ``boredom``: the intrinsic cost of lingering,
+    ``amia.actor.boredom``, off by default), optional policy, critic, position probe and memory."""
 
     model: JEPA
     planner: str = "gd"
@@ -43,6 +44,7 @@ class Agent:
     memory: ShortTermMemory | None = None
     remember_imagined: bool = False
     surprise: SurpriseConfig = field(default_factory=SurpriseConfig)
+    boredom: BoredomConfig = field(default_factory=BoredomConfig)
 
     @property
     def device(self) -> torch.device:
@@ -61,7 +63,8 @@ class Agent:
         return build_cost(task, goal, self.position, point, self.critic)
 
     def plan(self, task: TaskConfig, s: torch.Tensor, goal: torch.Tensor, previous: torch.Tensor | None,
-             shift_by: int, policy_init: bool, generator, point: torch.Tensor | None = None, cold: bool = False):
+             shift_by: int, policy_init: bool, generator, point: torch.Tensor | None = None, cold: bool = False,
+             trail: Trail | None = None):
         """Mode-2 (Sec. 3.1.2): the plan ``(B, T, A)`` minimising the task's cost from states ``s``.
 
         Warm-started from ``previous`` shifted by ``shift_by`` steps, or from the policy rolled through the
@@ -79,7 +82,11 @@ class Agent:
             init = shift(previous, shift_by)
         else:
             init = torch.zeros(s.shape[0], cfg.horizon, self.model.action_dim, device=s.device)
-        result = plan(self.planner, self.model.predictor.rollout, self.cost(task, goal, point), s, init,
+        cost = self.cost(task, goal, point)
+        bored = trail.term(goal) if trail is not None and self.boredom.weight else None
+        if bored is not None:
+            cost = Cost({**cost.intrinsic, "bored": (self.boredom.weight, bored)}, cost.critic)
+        result = plan(self.planner, self.model.predictor.rollout, cost, s, init,
                       self.bound, cfg, warm=not cold and (previous is not None or policy_init), generator=generator)
         return result.actions
 
@@ -113,10 +120,13 @@ class Agent:
         pt = None if point is None else torch.as_tensor(point, dtype=torch.float32, device=dev)
         horizon = task.horizon or self.planning.horizon
         watch = Surprise(self.surprise, self.model.predictor.rollout, self.bound, gen, replan_every)
+        trail = Trail(self.boredom) if self.boredom.weight else None
         obs, positions = world.render(), [world.state[:, :2].copy()]
         plan_actions, labels, trace = None, {"state": [], "context": [], "action": []}, {"frames": [], "plans": []}
         for t in range(steps):
             s = self.perceive(obs)
+            if trail is not None:
+                trail.add(s)
             if self.memory is not None:
                 now = self.cost(dataclasses.replace(task, critic_weight=0.0), goal,
                                 None if pt is None else pt[:, t:t + 1])
@@ -125,7 +135,8 @@ class Agent:
             future = None if pt is None else pt[:, t + 1:t + 1 + horizon]
             if task.mode == 2:
                 if k == 0:
-                    plan_actions = self.plan(task, s, goal, plan_actions, replan_every, policy_init, gen, future)
+                    plan_actions = self.plan(task, s, goal, plan_actions, replan_every, policy_init, gen, future,
+                                             trail=trail)
                     self._remember_plan(ids, t, s, plan_actions, goal, task, future, record, trace)
                 a = plan_actions[:, k]
                 if label:

@@ -89,6 +89,34 @@ class KeepAway:
         return (self.radius - d).clamp_min(0).pow(2).sum(-1)
 
 
+@dataclass(frozen=True)
+class Boredom:
+    """``IC_bored``: the time already spent near the predicted states (``amia.actor.boredom``).
+
+    ``visited (B, M, D)``: the episode's remembered states, ``counted (B, M)`` 1 where they count. At every
+    ``every``-th predicted state ``p``, the kernel mass ``m(p) = sum_j counted_j exp(-msd(p, v_j) / width)``
+    (``msd``: mean squared difference over the state's dimensions) costs ``max(m - free, 0) / scale``; the
+    energy is the mean over those states.
+    """
+
+    visited: torch.Tensor
+    counted: torch.Tensor
+    width: float = 0.1
+    free: float = 10.0
+    scale: float = 10.0
+    every: int = 8
+
+    def __call__(self, states: torch.Tensor) -> torch.Tensor:
+        p = states[..., self.every - 1::self.every, :]  # (B, ..., K, D)
+        if p.shape[-2] == 0:
+            p = states[..., -1:, :]
+        flat = p.reshape(p.shape[0], -1, p.shape[-1])
+        v = self.visited.to(flat)
+        msd = (flat.pow(2).sum(-1)[:, :, None] + v.pow(2).sum(-1)[:, None] - 2 * flat @ v.transpose(1, 2))
+        mass = (torch.exp(-(msd / p.shape[-1]).clamp_min(0) / self.width) * self.counted.to(flat)[:, None]).sum(-1)
+        return ((mass - self.free).clamp_min(0) / self.scale).reshape(p.shape[:-1]).mean(-1)
+
+
 class Critic(nn.Module):
     """``TC(s, c)``: the discounted intrinsic cost expected from state ``s (B, D)`` on, under context ``c (B, K)``
     (the goal's state): an MLP with a softplus output, since intrinsic costs are never negative."""

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from amia.actor.compute import flat_calls_per_step, hierarchical_calls_per_step
 from amia.actor.hierarchical import HierarchicalActor, HierarchyConfig
 from amia.actor.planners import PLANNERS, PlannerConfig
+from amia.actor.boredom import BoredomConfig, Trail
 from amia.actor.surprise import SurpriseConfig
 from amia.agent import Agent
 from amia.configurator import TaskConfig, configure, moving_point
@@ -42,7 +43,8 @@ class EvalConfig:
     ``forbid_weight`` replaces the task's weight of the forbidden-region term (0: plan as if unconstrained).
     ``hierarchical`` acts by hierarchical Mode-2 (reach task only) with the settings ``hierarchy`` (which
     replace ``replan_every``, ``final_weight`` and ``planning``; ``planner`` plans both levels unless
-    ``hierarchy.planner2`` is set).
+    ``hierarchy.planner2`` is set). ``surprise`` and ``boredom`` (flat Mode-2 only): exploration where the model
+    was wrong, and the intrinsic cost of lingering away from the goal (``amia.actor.surprise``, ``.boredom``).
     """
 
     planner: str = "gd"
@@ -61,6 +63,7 @@ class EvalConfig:
     hierarchical: bool = False
     hierarchy: HierarchyConfig = field(default_factory=HierarchyConfig)
     surprise: SurpriseConfig = field(default_factory=SurpriseConfig)
+    boredom: BoredomConfig = field(default_factory=BoredomConfig)
 
     def steps(self, env_id: str) -> int:
         """The episode budget in ``env_id``: ``max_steps``, or the world's own budget when it is None."""
@@ -124,7 +127,7 @@ def make_agent(model: JEPA, env_id: str, cfg: EvalConfig, device: torch.device, 
     model = frozen(model, device)
     parts = {k: (v.to(device) if isinstance(v, torch.nn.Module) else v) for k, v in (parts or {}).items()}
     return Agent(model, planner=cfg.planner, planning=cfg.planning, bound=make_world(env_id, 1).spec.max_step,
-                 surprise=cfg.surprise, **parts)
+                 surprise=cfg.surprise, boredom=cfg.boredom, **parts)
 
 
 def make_hierarchical_actor(model: JEPA, level2, env_id: str, cfg: EvalConfig,
@@ -161,6 +164,9 @@ def run_episodes(model: JEPA, env_id: str, cfg: EvalConfig, device: torch.device
     if cfg.planner not in PLANNERS:
         raise GoalReachingError(f"unknown planner {cfg.planner!r}; known: {', '.join(PLANNERS)}")
     check_compatible(model, env_id)
+    if cfg.hierarchical and cfg.boredom.weight:
+        raise GoalReachingError("boredom is a term of flat Mode-2; hierarchical Mode-2 does not use it (set "
+                                "boredom.weight=0 or drop --hierarchical)")
     task = eval_task(cfg)
     device = torch.device(device)
     steps = cfg.steps(env_id)
@@ -226,17 +232,24 @@ def timing(model: JEPA, env_id: str, cfg: EvalConfig, device: torch.device | str
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     per_call, total, actions = [], 0.0, None
+    trail = Trail(cfg.boredom) if cfg.boredom.weight else None
+    if trail is not None:  # a full memory from the start: the term's largest cost
+        start = agent.perceive(obs)
+        for _ in range(cfg.boredom.memory):
+            trail.add(start)
     steps = (cfg.timing_calls + 1) * cfg.replan_every
     for t in range(steps):
         sync()
         t0 = time.perf_counter()
         with torch.inference_mode(task.mode == 1):
             s = agent.perceive(obs)
+            if trail is not None:
+                trail.add(s)
             if task.mode == 1:
                 a = agent.act(s, goal)
             else:
                 if t % cfg.replan_every == 0:
-                    actions = agent.plan(task, s, goal, actions, cfg.replan_every, cfg.policy_init, gen)
+                    actions = agent.plan(task, s, goal, actions, cfg.replan_every, cfg.policy_init, gen, trail=trail)
                 a = actions[:, t % cfg.replan_every]
         sync()
         dt = time.perf_counter() - t0
@@ -315,6 +328,8 @@ def evaluate(model: JEPA, env_id: str, cfg: EvalConfig, device: torch.device | s
          "strict_success_rate": float(np.mean(out["ever_strict"])),
          "mean_final_distance_px": float(np.mean(d)),
          "final_distance_px": [round(float(x), 2) for x in d]}
+    if cfg.boredom.weight:
+        r["boredom_weight"] = cfg.boredom.weight
     watch = cfg.hierarchy.surprise if cfg.hierarchical else cfg.surprise
     if watch.enabled:
         r.update(surprises=out["surprises"],

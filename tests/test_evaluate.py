@@ -117,3 +117,15 @@ def test_evaluate_reports_the_surprise_watch_and_counts_its_predictor_call():
         enabled=True)}), progress=False)
     assert "surprises" not in plain and watched["predictor_calls_per_step"] == plain["predictor_calls_per_step"] + 1
     assert watched["surprises"] >= 0 and 0 <= watched["explored_step_fraction"] <= 1
+
+
+def test_boredom_is_reported_and_refused_where_it_does_not_apply():
+    from amia.actor.boredom import BoredomConfig
+
+    cfg = EvalConfig(**{**FAST.__dict__, "planner": "mppi", "boredom": BoredomConfig(weight=2.0, memory=4)})
+    r = evaluate(tiny_model(), "amia/TwoRooms-v0", cfg, progress=False)
+    assert r["boredom_weight"] == 2.0 and len(r["final_distance_px"]) == 3
+    assert "boredom_weight" not in evaluate(tiny_model(), "amia/TwoRooms-v0", FAST, progress=False)
+    with pytest.raises(GoalReachingError, match="boredom is a term of flat Mode-2"):
+        run_episodes(tiny_model(), "amia/TwoRooms-v0", EvalConfig(**{**cfg.__dict__, "hierarchical": True}),
+                     progress=False)
