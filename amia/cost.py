@@ -101,7 +101,7 @@ class Boredom:
 
     visited: torch.Tensor
     counted: torch.Tensor
-    width: float = 0.1
+    width: float = 0.2
     free: float = 10.0
     scale: float = 10.0
     every: int = 8

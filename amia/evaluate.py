@@ -9,6 +9,7 @@ H-JEPA levels, with the same episodes, budget and fields.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from dataclasses import dataclass, field
@@ -329,7 +330,7 @@ def evaluate(model: JEPA, env_id: str, cfg: EvalConfig, device: torch.device | s
          "mean_final_distance_px": float(np.mean(d)),
          "final_distance_px": [round(float(x), 2) for x in d]}
     if cfg.boredom.weight:
-        r["boredom_weight"] = cfg.boredom.weight
+        r.update(boredom_weight=cfg.boredom.weight, boredom=dataclasses.asdict(cfg.boredom))
     watch = cfg.hierarchy.surprise if cfg.hierarchical else cfg.surprise
     if watch.enabled:
         r.update(surprises=out["surprises"],

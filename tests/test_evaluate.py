@@ -124,7 +124,7 @@ def test_boredom_is_reported_and_refused_where_it_does_not_apply():
 
     cfg = EvalConfig(**{**FAST.__dict__, "planner": "mppi", "boredom": BoredomConfig(weight=2.0, memory=4)})
     r = evaluate(tiny_model(), "amia/TwoRooms-v0", cfg, progress=False)
-    assert r["boredom_weight"] == 2.0 and len(r["final_distance_px"]) == 3
+    assert r["boredom_weight"] == 2.0 and r["boredom"]["memory"] == 4 and len(r["final_distance_px"]) == 3
     assert "boredom_weight" not in evaluate(tiny_model(), "amia/TwoRooms-v0", FAST, progress=False)
     with pytest.raises(GoalReachingError, match="boredom is a term of flat Mode-2"):
         run_episodes(tiny_model(), "amia/TwoRooms-v0", EvalConfig(**{**cfg.__dict__, "hierarchical": True}),

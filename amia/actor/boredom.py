@@ -29,10 +29,10 @@ class BoredomConfig:
     never count."""
 
     weight: float = 0.0
-    width: float = 0.1
+    width: float = 0.2
     free: float = 10.0
     scale: float = 10.0
-    memory: int = 100
+    memory: int = 160
     stride: int = 2
     every: int = 8
     gate: float = 0.1
