@@ -139,7 +139,7 @@ def test_labels_are_the_mean_of_the_planned_actions_over_the_label_span(distille
     calls = []
     ramp = torch.arange(4 * 2, dtype=torch.float32).reshape(1, 4, 2) / 10  # plan actions 0.0, 0.1, ..., 0.7
 
-    def fake_plan(self, task, s, goal, previous, shift_by, policy_init, generator, point=None, cold=False):
+    def fake_plan(self, task, s, goal, previous, shift_by, policy_init, generator, point=None, cold=False, trail=None):
         calls.append((policy_init, cold))
         return ramp.expand(s.shape[0], -1, -1) + len(calls)
 
