@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test lint bench clean
 
 setup: $(STAMP)
 
@@ -19,7 +19,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/amia demo --out runs/demo
 
-test: $(STAMP)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check amia tests benchmarks
+
+test: lint
 	$(PY) -m pytest tests
 
 bench: $(STAMP)

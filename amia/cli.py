@@ -4,18 +4,29 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
-from amia.config import apply_overrides, load_yaml
+from amia.infra.config import apply_overrides, load_yaml
 
 DEFAULT_ENV = "amia/TwoRooms-v0"
-LEVEL2_PREFIX = "level2."  # `amia train --levels 2` overrides of amia.hjepa.HJEPAConfig
-CRITIC2_PREFIX = "critic2."  # and of amia.level2_critic.Level2CriticConfig
+LEVEL2_PREFIX = "level2."  # `amia train --levels 2` overrides of amia.models.level2.HJEPAConfig
+CRITIC2_PREFIX = "critic2."  # and of amia.training.critics.Level2CriticConfig
+OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
+
+
+def _config(cls, args, overrides: list[str], **given):
+    """``cls`` from ``--config FILE`` (or its defaults), then the options given on the line, then the overrides."""
+    import dataclasses
+
+    cfg = load_yaml(cls, args.config) if getattr(args, "config", None) else cls()
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in given.items() if v is not None})
+    return apply_overrides(cfg, overrides)
 
 
 def _train_config(args):
-    from amia.train import TrainConfig, default_config
+    from amia.training.world_model import TrainConfig, default_config
 
     cfg = load_yaml(TrainConfig, args.config) if args.config else default_config(args.env)
     return apply_overrides(cfg, [o for o in args.overrides if not o.startswith((LEVEL2_PREFIX, CRITIC2_PREFIX))])
@@ -24,8 +35,8 @@ def _train_config(args):
 def _level2_config(args):
     """The ``HJEPAConfig`` and ``Level2CriticConfig`` of ``amia train --levels 2`` from the ``level2.KEY=value``
     and ``critic2.KEY=value`` overrides (``None, None`` for one level)."""
-    from amia.hjepa import HJEPAConfig
-    from amia.level2_critic import Level2CriticConfig
+    from amia.models.level2 import HJEPAConfig
+    from amia.training.critics import Level2CriticConfig
 
     given = [o[len(LEVEL2_PREFIX):] for o in args.overrides if o.startswith(LEVEL2_PREFIX)]
     given_critic = [o[len(CRITIC2_PREFIX):] for o in args.overrides if o.startswith(CRITIC2_PREFIX)]
@@ -48,8 +59,8 @@ def cmd_collect(args) -> None:
 
 def cmd_train(args) -> None:
     """Train level 1 (resuming it if interrupted); with ``--levels 2`` then level 2 on the frozen level 1."""
-    from amia import distributed
-    from amia.train import finished_metrics, train
+    from amia.infra import distributed
+    from amia.training.world_model import finished_metrics, train
 
     cfg, (cfg2, critic_cfg) = _train_config(args), _level2_config(args)  # refuse bad level2.* keys before training
     metrics = None
@@ -61,11 +72,17 @@ def cmd_train(args) -> None:
         metrics = train(args.env, args.out, cfg, data=args.data, device=args.device, progress=not args.quiet)
         if metrics:
             print_metrics(metrics)
-    if cfg2 is None or distributed.rank() != 0 or "stopped_at" in metrics:
-        return
-    from amia.hjepa import train_level2
+    if cfg2 is not None and distributed.rank() == 0 and "stopped_at" not in metrics:
+        _train_level2(args, cfg2, critic_cfg)
+
+
+def _train_level2(args, cfg2, critic_cfg) -> None:
+    from amia.training.critics import train_level2_critic
+    from amia.training.level2 import train_level2
 
     summary = train_level2(args.out, cfg2, device=args.device, progress=not args.quiet)
+    if "stopped_at" in summary:
+        return
     losses = ", ".join(f"{k} {v:.4g}" for k, v in summary["final_losses"].items())
     print(f"level 2: {summary['steps']} steps in {summary['seconds']:.0f} s; final losses {losses}")
     report = summary.get("horizon_report")
@@ -74,8 +91,6 @@ def cmd_train(args) -> None:
               f"{report['level2_pred_error_px']:.2f} px, level 1 {report['level1_pred_error_px']:.2f} px "
               f"(do-nothing {report['copy_error_px']:.2f} px)")
     print(f"wrote {Path(args.out) / 'level2.safetensors'} and level2.json")
-    from amia.level2_critic import train_level2_critic
-
     summary = train_level2_critic(args.out, critic_cfg, device=args.device, progress=not args.quiet)
     check = summary.get("check") or {}
     print(f"level-2 critic: {summary['steps']} steps in {summary['seconds']:.0f} s; final loss "
@@ -87,16 +102,15 @@ def cmd_train(args) -> None:
 
 def cmd_demo(args) -> None:
     """The main job on the built-in default world: collect, train, evaluate Mode-2 (resumable like ``train``)."""
-    from amia.evaluate import EvalConfig, evaluate
-    from amia.train import default_config, load_model, train
+    from amia.eval.protocol import EvalConfig, evaluate
+    from amia.training.world_model import default_config, train
 
     print(f"amia demo: collect reward-free data in {args.env}, train a JEPA world model in {args.out}, "
           f"then reach {args.episodes} goals by Mode-2 planning")
     metrics = train(args.env, args.out, default_config(args.env), device=args.device, progress=not args.quiet)
     print("\nworld model diagnostics (held-out episodes):")
     print_metrics(metrics)
-    model, _ = load_model(args.out, args.device)
-    result = evaluate(model, args.env, EvalConfig(episodes=args.episodes), args.device, progress=not args.quiet)
+    result = evaluate(args.out, EvalConfig(episodes=args.episodes), args.device, progress=not args.quiet)
     print(f"\nMode-2 goal reaching ({result['planner']} planner, {result['episodes']} episodes, seed 0):")
     print_metrics(result)
     if args.json:
@@ -105,44 +119,49 @@ def cmd_demo(args) -> None:
 
 
 def cmd_eval(args) -> None:
+    """The protocol with one actor (or, with ``--planner all``, one per planner); prints a table, writes files."""
     import dataclasses
 
-    from amia.actor.planners import PLANNERS
-    from amia.evaluate import EvalConfig, evaluate
-    from amia.provenance import git_revision
-    from amia.train import load_model
+    from amia.agent.load import load_agent
+    from amia.eval.protocol import EvalConfig, evaluate_actor
+    from amia.infra.run_dir import read_config
+    from amia.planning.planners import PLANNERS
 
-    from amia.distill import load_parts
-
-    model, saved = load_model(args.run, args.device)
-    env = args.env or saved["env_id"]
-    base = apply_overrides(EvalConfig(episodes=args.episodes, seed=args.seed, task=args.task, mode=args.mode,
-                                      policy_init=args.policy_init, critic_weight=args.critic_weight,
-                                      hierarchical=args.hierarchical), args.overrides)
-    level2 = critic2 = None
-    if base.hierarchical:
-        from amia.hjepa import load_level2
-
-        if base.mode != 2 or base.task != "reach" or base.policy_init or base.critic_weight:
-            raise ValueError("--hierarchical plans the reach task in Mode-2 (no --mode 1, --task, --policy-init or "
-                             "--critic-weight)")
-        level2, _ = load_level2(args.run, args.device, level1=model)  # names `amia train --levels 2` if missing
-        from amia.level2_critic import load_level2_critic
-
-        critic2 = load_level2_critic(args.run, args.device, level2=level2)
-    parts = load_parts(args.run, model.cfg.encoder.dim)
-    if base.mode == 1 and parts["policy"] is None:
-        raise FileNotFoundError(f"{args.run}: no policy.safetensors; run `amia distill --run {args.run}` first")
+    base = _config(EvalConfig, args, args.overrides, episodes=args.episodes, seed=args.seed, task=args.task,
+                   mode=args.mode, policy_init=args.policy_init or None, critic_weight=args.critic_weight,
+                   hierarchical=args.hierarchical or None,
+                   planner=None if args.planner in (None, "all") else args.planner)
+    env = args.env or read_config(args.run)["env_id"]
+    names = PLANNERS if args.planner == "all" and base.mode == 2 else [base.planner]
     results = []
-    names = PLANNERS if args.planner == "all" else [args.planner]
-    for name in names if base.mode == 2 else names[:1]:
+    for name in names:
         cfg = dataclasses.replace(base, planner=name)
-        results.append({**evaluate(model, env, cfg, args.device, progress=not args.quiet, parts=parts, level2=level2,
-                                   critic2=critic2),
-                        "git_rev": git_revision()})
-    kind = "hierarchical Mode-2, " if base.hierarchical else ""
+        actor = load_agent(args.run, cfg, args.device, env)
+        results.append({"run": args.run, **evaluate_actor(actor, env, cfg, progress=not args.quiet),
+                        "overrides": args.overrides, "config_file": args.config})
+    print_results(results, env, base)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results if len(results) > 1 else results[0], indent=2))
+        print(f"wrote {args.json}")
+    if args.plot:
+        from amia.eval.pictures import planner_plot
+
+        planner_plot(args.plot, results)
+        print(f"wrote {args.plot}")
+    if args.gif:
+        from amia.eval.pictures import write_gif
+        from amia.infra.run_dir import data_file
+
+        data = data_file(args.run, read_config(args.run))
+        if not write_gif(args.gif, actor, env, cfg, data):
+            print(f"note: {data} not found; the GIF shows no planned positions")
+        print(f"wrote {args.gif}")
+
+
+def print_results(results: list[dict], env: str, cfg) -> None:
+    """The evaluation table: one row per actor."""
     print(f"\n{'actor':<8} {'success':>8} {'strict':>7} {'final px':>9} {'ms/plan':>8} {'ms/act':>7}   "
-          f"({kind}{env}, task {base.task}, {base.episodes} episodes, seed {base.seed})")
+          f"({env}, task {cfg.task}, {cfg.episodes} episodes, seed {cfg.seed})")
     for r in results:
         ms = "-" if r["ms_per_plan_median"] is None else f"{r['ms_per_plan_median']:.2f}"
         ma = "-" if r["ms_per_action_mean"] is None else f"{r['ms_per_action_mean']:.2f}"
@@ -151,58 +170,13 @@ def cmd_eval(args) -> None:
         extra = {k: r[k] for k in ("region_entry_rate", "steps_inside_region", "mean_min_point_distance_px") if k in r}
         if extra:
             print("         " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in extra.items()))
-    if args.json:
-        Path(args.json).write_text(json.dumps(results if len(results) > 1 else results[0], indent=2))
-        print(f"wrote {args.json}")
-    if args.plot:
-        from amia.viz import planner_plot
-
-        planner_plot(args.plot, results)
-        print(f"wrote {args.plot}")
-    if args.gif:
-        write_gif(args.gif, model, saved, args.run, env, dataclasses.replace(base, planner=results[0]["planner"]),
-                  args.device, level2=level2, critic2=critic2)
-        print(f"wrote {args.gif}")
-
-
-def write_gif(path: str, model, saved: dict, run: str, env: str, cfg, device: str, episodes: int = 4,
-              level2=None, critic2=None) -> None:
-    """An animation of a few episodes: frames, goal (green) and each plan's predicted positions (blue); with
-    ``cfg.hierarchical``, also the subgoal that level 2 handed to level 1 (orange ring; none once level 1 plans to
-    the goal itself), read from the level-2 state by a linear probe fitted on the run's data."""
-    import dataclasses
-
-    import numpy as np
-    import torch
-
-    from amia.diagnostics import fit_position_probe
-    from amia.evaluate import fit_level2_probe, run_episodes
-    from amia.viz import episode_gif
-
-    out = run_episodes(model, env, dataclasses.replace(cfg, episodes=episodes), device, progress=False,
-                       record=episodes, level2=level2, critic2=critic2)
-    trace = out["trace"]
-    data = saved.get("data") or str(Path(run) / "data.h5")
-    plans = subgoals = None
-    if Path(data).exists():
-        probe = fit_position_probe(model, data, torch.device(device))
-        plans = [probe(p).numpy() for p in trace["plans"]]
-        if cfg.hierarchical:
-            probe2 = fit_level2_probe(model, level2, data, torch.device(device))
-            subgoals = [np.where(on[:, None], np.nan, probe2(g).numpy())
-                        for g, on in zip(trace["subgoals"], trace["switched"])]
-    else:
-        print(f"note: {data} not found; the GIF shows no planned positions")
-    every = cfg.hierarchy.replan_every if cfg.hierarchical else cfg.replan_every
-    episode_gif(path, np.stack(trace["frames"]), out["goal_xy"], plans, every, subgoals=subgoals)
 
 
 def cmd_distill(args) -> None:
     """Compile Mode-2 into the Mode-1 policy and train the critic from memory (saved in the run directory)."""
-    from amia.distill import DistillConfig, distill
+    from amia.training.distill import DistillConfig, distill
 
-    given = {k: v for k, v in (("rounds", args.rounds), ("episodes", args.episodes)) if v is not None}
-    cfg = apply_overrides(DistillConfig(**given), args.overrides)
+    cfg = _config(DistillConfig, args, args.overrides, rounds=args.rounds, episodes=args.episodes)
     summary = distill(args.run, cfg, progress=not args.quiet)
     last = summary["rounds"][-1]
     print(f"policy: {last['labels']} Mode-2 labels, final loss {last['policy_loss']:.4f}; critic: "
@@ -216,10 +190,9 @@ def cmd_distill(args) -> None:
 
 def cmd_refine(args) -> None:
     """Refine the world model on the agent's own Mode-2 experience (a new run directory)."""
-    from amia.refine import RefineConfig, refine
+    from amia.training.refine import RefineConfig, refine
 
-    given = {k: v for k, v in (("rounds", args.rounds), ("episodes", args.episodes)) if v is not None}
-    cfg = apply_overrides(RefineConfig(**given), args.overrides)
+    cfg = _config(RefineConfig, args, args.overrides, rounds=args.rounds, episodes=args.episodes)
     summary = refine(args.run, args.out, cfg, args.device, progress=not args.quiet)
     for r in summary["rounds"]:
         print(f"round seed {r['seed']}: Mode-2 success {r['success_rate']:.3f} on {r['episodes']} training episodes; "
@@ -253,15 +226,13 @@ def _rounds_arguments(parser, what: str, rounds: int, episodes: int, overrides: 
     """The arguments shared by the commands that learn in rounds of training episodes (distill, refine)."""
     parser.add_argument("--rounds", type=int, help=f"{what} rounds (default {rounds})")
     parser.add_argument("--episodes", type=int, help=f"training episodes per round (default {episodes})")
+    parser.add_argument("--config", help="YAML preset of the settings (see configs/)")
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help=overrides)
     parser.set_defaults(func=func)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="amia", description="JEPA world models and planning agents (LeCun, 2022).")
-    sub = p.add_subparsers(dest="command", required=True)
-
+def _collect_parser(sub) -> None:
     c = sub.add_parser("collect", help="collect reward-free trajectories into an HDF5 file")
     c.add_argument("--env", default=DEFAULT_ENV, help="world id (default %(default)s)")
     c.add_argument("--episodes", type=int, default=1000)
@@ -274,6 +245,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--quiet", action="store_true")
     c.set_defaults(func=cmd_collect)
 
+
+def _train_parser(sub) -> None:
     t = sub.add_parser("train", help="train a JEPA world model (collects data first when --data is not given)")
     t.add_argument("--env", default=DEFAULT_ENV, help="world id (default %(default)s)")
     t.add_argument("--data", help="trajectory file (default: collect RUN_DIR/data.h5)")
@@ -287,10 +260,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "level2_critic.json; rerun to resume)")
     t.add_argument("overrides", nargs="*", metavar="key=value",
                    help="config overrides, e.g. steps=500 jepa.loss.cov=4; level2.KEY=value addresses "
-                        "amia.hjepa.HJEPAConfig (with --levels 2), e.g. level2.stride=4 level2.pool=mean, and "
-                        "critic2.KEY=value amia.level2_critic.Level2CriticConfig, e.g. critic2.steps=10000")
+                        "amia.training.level2.HJEPAConfig (with --levels 2), e.g. level2.stride=4 level2.pool=mean, and "
+                        "critic2.KEY=value amia.training.critics.Level2CriticConfig, e.g. critic2.steps=10000")
     t.set_defaults(func=cmd_train)
 
+
+def _demo_parser(sub) -> None:
     d = sub.add_parser("demo", help="the main job on the default world: collect, train, plan to goals")
     d.add_argument("--env", default=DEFAULT_ENV, help="world id (default %(default)s)")
     d.add_argument("--out", default="runs/demo", help="run directory (default %(default)s)")
@@ -300,11 +275,15 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=cmd_demo)
 
+
+def _distill_parser(sub) -> None:
     s = sub.add_parser("distill", help="train the Mode-1 policy (from Mode-2's actions) and the critic (from memory)")
     s.add_argument("--run", required=True, help="a trained run directory; policy and critic are saved there")
     _rounds_arguments(s, "act-plan-distil", 4, 200,
                       "DistillConfig overrides, e.g. steps=100 policy.steps=2000 critic.gamma=0.95", cmd_distill)
 
+
+def _refine_parser(sub) -> None:
     r = sub.add_parser("refine", help="refit the predictor on the agent's own Mode-2 experience (writes a new run)")
     r.add_argument("--run", required=True, help="a trained run directory (left unchanged)")
     r.add_argument("--out", required=True, help="the refined run's directory; rerunning resumes it")
@@ -312,38 +291,66 @@ def build_parser() -> argparse.ArgumentParser:
     _rounds_arguments(r, "act-refit", 2, 128, "RefineConfig overrides, e.g. steps=120 fit_steps=3000 own_fraction=0.5 "
                       "act.planner=gd act.surprise.enabled=false", cmd_refine)
 
+
+def _eval_parser(sub) -> None:
     e = sub.add_parser("eval", help="goal reaching and other tasks: the standard protocol, Mode-2 or Mode-1")
     e.add_argument("--run", required=True, help="a trained run directory")
-    e.add_argument("--planner", default="gd", choices=["gd", "cem", "mppi", "hybrid", "all"])
-    e.add_argument("--mode", type=int, default=2, choices=[1, 2], help="2: plan (default); 1: the distilled policy")
-    e.add_argument("--task", default="reach", choices=["reach", "reach_avoid", "keep_away"],
-                   help="the configurator's task (default %(default)s)")
+    e.add_argument("--config", help="YAML preset of the evaluation settings (see configs/)")
+    e.add_argument("--planner", choices=["gd", "cem", "mppi", "hybrid", "all"], help="Mode-2 planner (default gd)")
+    e.add_argument("--mode", type=int, choices=[1, 2], help="2: plan (default); 1: the distilled policy")
+    e.add_argument("--task", choices=["reach", "reach_avoid", "keep_away"], help="the configurator's task (default reach)")
     e.add_argument("--policy-init", action="store_true", help="start every Mode-2 plan from the policy")
     e.add_argument("--hierarchical", action="store_true",
                    help="hierarchical Mode-2 over the run's two H-JEPA levels (needs `amia train --levels 2`); "
-                        "settings: hierarchy.KEY=value overrides (amia.actor.hierarchical.HierarchyConfig)")
-    e.add_argument("--critic-weight", type=float, default=0.0, help="weight v of the critic term (default 0)")
+                        "settings: hierarchy.KEY=value overrides (amia.agent.hierarchical.HierarchyConfig)")
+    e.add_argument("--critic-weight", type=float, help="weight v of the critic term (default 0)")
     e.add_argument("--env", help="world (default: the one the model was trained on)")
-    e.add_argument("--episodes", type=int, default=200)
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--episodes", type=int, help="episodes (default 200)")
+    e.add_argument("--seed", type=int, help="start/goal seed (default 0: the standard set)")
     e.add_argument("--device", default="cpu")
     e.add_argument("--json", help="write the results here")
     e.add_argument("--gif", help="write an animation of a few episodes with their plans")
     e.add_argument("--plot", help="write a plot of success and time per plan (with --planner all)")
     e.add_argument("--quiet", action="store_true")
     e.add_argument("overrides", nargs="*", metavar="key=value",
-                   help="EvalConfig overrides, e.g. replan_every=2 planning.horizon=40 planning.samples=256 "
+                   help="amia.eval.protocol.EvalConfig overrides, e.g. replan_every=2 planning.horizon=40 planning.samples=256 "
                         "max_steps=300 hierarchy.level2.horizon=6 hierarchy.switch_distance=0.2")
     e.set_defaults(func=cmd_eval)
 
+
+def _info_parser(sub) -> None:
     i = sub.add_parser("info", help="check a trajectory file and summarise it")
     i.add_argument("file")
     i.set_defaults(func=cmd_info)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="amia", description="JEPA world models and planning agents (LeCun, 2022).")
+    sub = p.add_subparsers(dest="command", required=True)
+    _collect_parser(sub)
+    _train_parser(sub)
+    _demo_parser(sub)
+    _distill_parser(sub)
+    _refine_parser(sub)
+    _eval_parser(sub)
+    _info_parser(sub)
     return p
 
 
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the command line; ``key=value`` overrides may stand anywhere on it."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    unknown = [x for x in extra if not OVERRIDE.match(x) or not hasattr(args, "overrides")]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    if extra:
+        args.overrides = extra + list(args.overrides)
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     try:
         args.func(args)
     except KeyboardInterrupt:

@@ -49,8 +49,8 @@ def main() -> None:
     args = p.parse_args()
 
     from amia.data import collect
-    from amia.provenance import git_revision, machine
-    from amia.train import TrainConfig
+    from amia.infra.provenance import git_revision, machine
+    from amia.training.world_model import TrainConfig
 
     variants = {k: v for k, v in VARIANTS.items() if not args.only or k in args.only}
     variants.update({v[0]: v[1:] for v in args.variant})

@@ -43,14 +43,9 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from amia.distill import load_parts
-    from amia.evaluate import EvalConfig, evaluate
-    from amia.provenance import git_revision, machine
-    from amia.train import load_model
+    from amia.eval.protocol import EvalConfig, evaluate
+    from amia.infra.provenance import git_revision, machine
 
-    model, saved = load_model(args.run, args.device)
-    env = saved["env_id"]
-    parts = load_parts(args.run, model.cfg.encoder.dim)
     base = EvalConfig(episodes=args.episodes)
     full_cold, full_warm = base.planning.iterations, base.planning.warm_iterations
     results: dict[str, list] = {}
@@ -59,7 +54,7 @@ def main() -> None:
         planning = changes.pop("planning", {})
         cfg = dataclasses.replace(base, planning=dataclasses.replace(base.planning, **planning), **changes)
         t0 = time.time()
-        r = evaluate(model, env, cfg, args.device, progress=False, parts=parts)
+        r = evaluate(args.run, cfg, args.device, progress=False)
         r.update(name=name, eval_seconds=round(time.time() - t0, 1), iterations=cfg.planning.iterations,
                  warm_iterations=cfg.planning.warm_iterations)
         print(json.dumps(r), flush=True)

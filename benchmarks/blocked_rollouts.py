@@ -23,13 +23,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def blocked_report(run: str, episodes: int, steps: int) -> dict:
-    from amia.diagnostics import fit_position_probe
     from amia.envs import evaluation_set, make_world
-    from amia.train import load_model
+    from amia.eval.diagnostics import fit_position_probe
+    from amia.infra.run_dir import data_file, load_model
 
     model, saved = load_model(run)
     env = saved["env_id"]
-    probe = fit_position_probe(model, saved.get("data") or f"{run}/data.h5", torch.device("cpu"))
+    probe = fit_position_probe(model, data_file(run, saved), torch.device("cpu"))
     pairs = evaluation_set(env, episodes, 0)
     world = make_world(env, episodes)
     obs, _ = world.set_state(pairs["start"].astype(np.float64))
@@ -45,7 +45,8 @@ def blocked_report(run: str, episodes: int, steps: int) -> dict:
     to_line = np.linalg.norm(pred[:, -1] - straight[:, -1], axis=-1)
     return {"run": run, "env": env, "episodes": episodes, "steps": steps, "blocked_fraction": float(blocked.mean()),
             "error_px_blocked": {str(k): float(err[blocked, k - 1].mean()) for k in (4, 8, 16, steps)},
-            "error_px_free": {str(k): float(err[~blocked, k - 1].mean()) for k in (4, 8, 16, steps)} if (~blocked).any() else None,
+            "error_px_free": ({str(k): float(err[~blocked, k - 1].mean()) for k in (4, 8, 16, steps)}
+                              if (~blocked).any() else None),
             "prediction_follows_straight_line": float((to_line[blocked] < err[blocked, -1]).mean())}
 
 
@@ -56,7 +57,7 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=24)
     p.add_argument("--out", default="benchmarks/results/blocked_rollouts.json")
     args = p.parse_args()
-    from amia.provenance import git_revision
+    from amia.infra.provenance import git_revision
 
     results = [blocked_report(run, args.episodes, args.steps) for run in args.runs]
     for r in results:

@@ -3,24 +3,24 @@
     python benchmarks/hierarchical.py --run runs/maze                        # 200 episodes, seed 0, planner gd
     python benchmarks/hierarchical.py --run runs/maze --flat-horizons 32 64 128 --set hierarchy.switch_distance=0.2
 
-1. Hierarchical Mode-2 (``amia eval --hierarchical``; ``amia.actor.hierarchical``) on the run's world.
+1. Hierarchical Mode-2 (``amia eval --hierarchical``; ``amia.agent.hierarchical``) on the run's world.
 2. Flat Mode-2 with the same level-1 model, on the same episodes and budget, once per ``--flat-horizons``
    (default: the flat default 32 and 64, the hierarchy's level-2 reach of 8 x 8 steps), each given at least
    the hierarchy's planning compute per step. Compute is counted in predictor calls (one predictor applied
-   to one state) per level-1 step, warm re-plans only (``amia.actor.compute``): the hierarchy pays its
+   to one state) per level-1 step, warm re-plans only (``amia.planning.compute``): the hierarchy pays its
    level-1 roll-outs twice (the subgoal cost encodes every predicted state with ``Enc2``) plus its level-2
    roll-outs (each counted as a level-1 call, though the level-2 predictor is smaller); flat Mode-2 gets the
    fewest warm iterations (cold iterations scaled alike) that reach at least that count, its candidates per
    iteration (restarts, samples) unchanged. Both counts and wall times are in the JSON. Flat Mode-2 watches for
-   surprise as the hierarchy does (``amia.actor.surprise``, the hierarchy's ``hierarchy.surprise`` settings), so
+   surprise as the hierarchy does (``amia.agent.surprise``, the hierarchy's ``hierarchy.surprise`` settings), so
    both actors explore where their level-1 model was wrong and only the planning differs.
 3. With ``--flat-critic``, flat Mode-2 once more (at the first flat horizon, same compute) with level 2's critic
    scoring the end of its horizon, ``TC(Enc2(s1[T]), Enc2(goal))``: is the hierarchy needed, or only the critic?
-4. The level-2 vs level-1 open-loop position error at a 64-step horizon (``amia.hjepa.level2_horizon_report``).
+4. The level-2 vs level-1 open-loop position error at a 64-step horizon (``amia.training.level2.level2_horizon_report``).
 
-The hierarchical row uses the run's level-2 critic (``amia.level2_critic``) when it has one.
+The hierarchical row uses the run's level-2 critic (``amia.training.critics``) when it has one.
 
-``--set`` takes ``amia.evaluate.EvalConfig`` overrides for every row (``max_steps=300``, ``planning.samples=256``,
+``--set`` takes ``amia.eval.protocol.EvalConfig`` overrides for every row (``max_steps=300``, ``planning.samples=256``,
 ``hierarchy.level2.horizon=6``, ...). The episode budget is the world's (400 steps in ``amia/Maze-v0``).
 """
 
@@ -43,7 +43,7 @@ COMPUTE_RULE = ("predictor calls (one predictor applied to one state) per level-
                 "warm iterations raised (cold scaled alike) until >= the hierarchy's count")
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", required=True, help="a run directory with both levels (`amia train --levels 2`)")
     p.add_argument("--env", help="world (default: the run's)")
@@ -59,22 +59,29 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--set", nargs="+", default=[], dest="overrides", metavar="KEY=VALUE")
     p.add_argument("--out", default="benchmarks/results/hierarchical.json")
-    args = p.parse_args()
+    return p.parse_args()
+
+
+def main() -> None:
+    args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from amia.actor.compute import flat_calls_per_step, match_compute
-    from amia.config import apply_overrides, to_dict
-    from amia.evaluate import EvalConfig, evaluate
-    from amia.hjepa import level2_horizon_report, load_level2
-    from amia.level2_critic import LevelOneView, load_level2_critic
-    from amia.provenance import git_revision, machine
-    from amia.train import load_model
+    from amia.agent.load import build_actor
+    from amia.envs import make_world
+    from amia.eval.protocol import EvalConfig, evaluate_actor
+    from amia.infra.config import apply_overrides, to_dict
+    from amia.infra.provenance import git_revision, machine
+    from amia.infra.run_dir import load_level2, load_level2_critic, load_model, load_parts
+    from amia.models.critic import LevelOneView
+    from amia.planning.compute import flat_calls_per_step, match_compute
+    from amia.training.level2 import level2_horizon_report
 
     model, saved = load_model(args.run, args.device)
     level2, _ = load_level2(args.run, args.device, level1=model)
     critic2 = load_level2_critic(args.run, args.device, level2=level2)
     env = args.env or saved["env_id"]
+    bound = make_world(env, 1).spec.max_step
     base = apply_overrides(EvalConfig(episodes=args.episodes, seed=args.seed, planner=args.planner), args.overrides)
     base = dataclasses.replace(base, surprise=base.hierarchy.surprise)  # flat rows explore alike
     watch = base.surprise.enabled
@@ -92,9 +99,9 @@ def main() -> None:
 
     def run(name: str, cfg: EvalConfig, parts: dict | None = None) -> dict:
         t0 = time.time()
-        r = {"actor": name, **evaluate(model, env, cfg, args.device, parts=parts,
-                                       level2=level2 if cfg.hierarchical else None,
-                                       critic2=critic2 if cfg.hierarchical else None)}
+        actor = build_actor(model, cfg, bound, args.device, parts or load_parts(args.run, model.cfg.encoder.dim),
+                            level2, critic2)
+        r = {"actor": name, **evaluate_actor(actor, env, cfg)}
         r["eval_seconds"] = round(time.time() - t0, 1)
         print(json.dumps(r), flush=True)
         results.append(r)

@@ -38,18 +38,15 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from amia.config import apply_overrides, to_dict
-    from amia.evaluate import EvalConfig, evaluate
-    from amia.provenance import git_revision, machine
-    from amia.train import load_model
+    from amia.eval.protocol import EvalConfig, evaluate
+    from amia.infra.config import apply_overrides, to_dict
+    from amia.infra.provenance import git_revision, machine
 
-    model, saved = load_model(args.run, args.device)
-    env = args.env or saved["env_id"]
     base = apply_overrides(EvalConfig(episodes=args.episodes, seed=args.seed), args.overrides)
     results = []
     for name in args.planners:
         t0 = time.time()
-        r = evaluate(model, env, dataclasses.replace(base, planner=name), args.device)
+        r = evaluate(args.run, dataclasses.replace(base, planner=name), args.device, env_id=args.env)
         r["eval_seconds"] = round(time.time() - t0, 1)
         results.append(r)
         print(json.dumps(r), flush=True)
@@ -63,7 +60,7 @@ def main() -> None:
         print(f"{r['planner']:<8} {r['success_rate']:>8.3f} {r['strict_success_rate']:>7.3f} "
               f"{r['mean_final_distance_px']:>9.2f} {r['ms_per_plan_median']:>8.1f}")
     if args.plot:
-        from amia.viz import planner_plot
+        from amia.eval.pictures import planner_plot
 
         planner_plot(args.plot, results)
     print(f"wrote {args.out}")

@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def measure(device: str, batch: int, window: int, steps: int, warmup: int) -> dict:
-    from amia.jepa import JEPA, JEPAConfig
+    from amia.models.jepa import JEPA, JEPAConfig
 
     torch.manual_seed(0)
     dev = torch.device(device)
@@ -61,7 +61,7 @@ def main() -> None:
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    from amia.provenance import git_revision, machine
+    from amia.infra.provenance import git_revision, machine
 
     rows = [measure(args.device, b, args.window, args.steps, args.warmup) for b in args.batch]
     for r in rows:

@@ -9,13 +9,15 @@ import pytest
 import torch
 from torch import nn
 
-from amia.actor.planners import PlannerConfig, plan
-from amia.actor.policy import (AmortiseConfig, Policy, PolicyConfig, fit_policy, fit_policy_to_energy,
-                               policy_rollout)
-from amia.configurator import TASKS, build_cost, configure, moving_point
-from amia.cost import Critic, CriticTerm, ForbiddenRegion, GoalDistance, KeepAway, Position
+from amia.cost.configurator import TASKS, build_cost, configure, moving_point
+from amia.cost.terms import CriticTerm, ForbiddenRegion, GoalDistance, KeepAway
+from amia.models.critic import Critic
+from amia.models.policy import Policy, PolicyConfig, policy_rollout
+from amia.models.probe import LinearProbe
+from amia.planning.planners import PlannerConfig, plan
+from amia.training.policy import AmortiseConfig, fit_policy, fit_policy_to_energy
 
-IDENTITY = Position(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]))  # 2-D states are positions
+IDENTITY = LinearProbe(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.0, 0.0]]))  # 2-D states are positions
 
 
 def integrator(s0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -48,7 +50,7 @@ def test_forbidden_region_and_keep_away_by_hand():
 
 def test_intrinsic_terms_have_no_trainable_parameters_and_training_leaves_them_untouched():
     goal = torch.randn(4, 8)
-    probe = Position(torch.randn(9, 2))
+    probe = LinearProbe(torch.randn(9, 2))
     task = configure("reach_avoid")
     critic = Critic(8, 8, hidden=16)
     cost = build_cost(task, goal, probe, critic=critic)
@@ -58,7 +60,7 @@ def test_intrinsic_terms_have_no_trainable_parameters_and_training_leaves_them_u
     with pytest.raises(dataclasses.FrozenInstanceError):
         cost.intrinsic["goal"][1].goal = torch.zeros(4, 8)
     # every training loop that could touch them: critic fitting, policy fitting, gradient planning through the cost
-    from amia.distill import CriticConfig, fit_critic
+    from amia.training.distill import CriticConfig, fit_critic
 
     fit_critic(critic, torch.randn(64, 8), torch.randn(64, 8), torch.rand(64), CriticConfig(steps=20, batch_size=16))
     policy = Policy(PolicyConfig(hidden=16, layers=2, steps=20, batch_size=16), 8, 8, 2, 1.0)

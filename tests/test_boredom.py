@@ -1,13 +1,13 @@
-"""Boredom (amia.actor.boredom, amia.cost.Boredom): the intrinsic cost of lingering away from the goal."""
+"""Boredom (amia.cost.boredom, amia.cost.Boredom): the intrinsic cost of lingering away from the goal."""
 
 import math
 
 import pytest
 import torch
 
-from amia.actor.boredom import BoredomConfig, Trail
-from amia.actor.planners import PlannerConfig, plan
-from amia.cost import Boredom, Cost, GoalDistance
+from amia.cost.boredom import Boredom, BoredomConfig, Trail
+from amia.cost.terms import Cost, GoalDistance
+from amia.planning.planners import PlannerConfig, plan
 
 
 def test_energy_is_the_kernel_mass_beyond_the_free_part():

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from amia.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
 from amia.data.collect import CollectConfig
-from amia.train import TrainConfig, default_config
+from amia.infra.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
+from amia.training.world_model import TrainConfig, default_config
 
 
 def test_nested_override():
@@ -138,7 +138,7 @@ def test_load_yaml_errors_name_the_file(tmp_path):
 
 
 def test_world_presets_give_wall_v0_its_strong_inverse_dynamics_term():
-    from amia.train import WORLD_PRESETS, TrainConfig, default_config
+    from amia.training.world_model import WORLD_PRESETS, TrainConfig, default_config
 
     assert default_config("amia/TwoRooms-v0") == TrainConfig()
     wall = default_config("amia/Wall-v0")
@@ -147,18 +147,8 @@ def test_world_presets_give_wall_v0_its_strong_inverse_dynamics_term():
     assert set(WORLD_PRESETS) >= {"amia/TwoRooms-v0", "amia/Wall-v0"}
 
 
-def test_yaml_presets_in_configs_match_the_code_defaults():
-    from pathlib import Path
-
-    from amia.train import TrainConfig, default_config
-
-    root = Path(__file__).resolve().parent.parent / "configs"
-    assert load_yaml(TrainConfig, root / "tworooms.yaml") == default_config("amia/TwoRooms-v0")
-    assert load_yaml(TrainConfig, root / "wall.yaml") == default_config("amia/Wall-v0")
-
-
 def test_the_presets_in_configs_are_the_world_defaults_and_wall_large_only_scales_them():
-    """configs/ writes out amia.train.WORLD_PRESETS; wall_large.yaml changes only the state size and the budget."""
+    """configs/ writes out amia.training.world_model.WORLD_PRESETS; wall_large.yaml changes only the state size and the budget."""
     root = Path(__file__).resolve().parents[1] / "configs"
     assert load_yaml(TrainConfig, root / "tworooms.yaml") == default_config("amia/TwoRooms-v0")
     wall = default_config("amia/Wall-v0")
@@ -167,3 +157,26 @@ def test_the_presets_in_configs_are_the_world_defaults_and_wall_large_only_scale
     scaled = to_dict(apply_overrides(wall, ["steps=15000", "collect.episodes=4000", "jepa.encoder.dim=128"]))
     assert large == scaled
     assert large != to_dict(wall)
+    assert load_yaml(TrainConfig, root / "maze.yaml") == default_config("amia/Maze-v0")
+
+
+def test_the_headline_presets_hold_the_settings_behind_each_result():
+    """Each evaluation, refinement and distillation preset loads into its dataclass and says what the README's
+    table says it does; every YAML file in configs/ is one of the kinds below."""
+    from amia.eval.protocol import EvalConfig
+    from amia.training.refine import RefineConfig
+
+    root = Path(__file__).resolve().parents[1] / "configs"
+    wall = load_yaml(EvalConfig, root / "wall_eval.yaml")
+    assert (wall.planner, wall.surprise.enabled, wall.surprise.explore) == ("mppi", True, "back_off")
+    assert (wall.boredom.weight, wall.boredom.width, wall.boredom.memory) == (2.0, 0.2, 160)
+    assert wall.episodes == 200 and wall.seed == 0  # the standard protocol otherwise
+    maze = load_yaml(EvalConfig, root / "maze_eval.yaml")
+    assert maze.hierarchical and maze.hierarchy == EvalConfig().hierarchy  # the hierarchy's defaults, written out
+    assert load_yaml(EvalConfig, root / "tworooms_mode1_eval.yaml") == EvalConfig(mode=1)
+    refine = load_yaml(RefineConfig, root / "wall_refine.yaml")
+    assert refine.rounds == 8 and refine.act.planner == "mppi" and refine.act.surprise.explore == "back_off"
+    kinds = {"_eval.yaml": EvalConfig, "_refine.yaml": RefineConfig}
+    for path in root.glob("*.yaml"):
+        cls = next((c for suffix, c in kinds.items() if path.name.endswith(suffix)), TrainConfig)
+        load_yaml(cls, path)  # raises on any key the dataclass does not have

@@ -1,6 +1,6 @@
 """Data-parallel training on CPU: two gloo processes on 127.0.0.1 against one process on the whole batch.
 
-The batch statistics of VICReg / SIGReg are taken over the whole batch (``amia.distributed.gather_batch``),
+The batch statistics of VICReg / SIGReg are taken over the whole batch (``amia.infra.distributed.gather_batch``),
 so the gradient that DDP averages over two half batches must equal the gradient of one process on the
 concatenated batch, and both ranks must hold the same weights after every optimizer step.
 """
@@ -18,10 +18,10 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from amia import distributed as dist_utils
-from amia.jepa import JEPA, JEPAConfig, LossConfig
-from amia.perception import EncoderConfig
-from amia.world_model import PredictorConfig
+from amia.infra import distributed as dist_utils
+from amia.models.encoder import EncoderConfig
+from amia.models.jepa import JEPA, JEPAConfig, LossConfig
+from amia.models.predictor import PredictorConfig
 
 ENV = "amia/TwoRooms-v0"
 WORLD = 2
@@ -102,7 +102,7 @@ def _ddp_worker(rank: int, port: int, out_dir: str) -> None:
 
 
 def _train_worker(rank: int, port: int, data: str, out: str, result_dir: str) -> None:
-    from amia.train import train
+    from amia.training.world_model import train
 
     _set_env(rank, port)
     try:
@@ -114,7 +114,7 @@ def _train_worker(rank: int, port: int, data: str, out: str, result_dir: str) ->
 
 
 def _tiny_train_config():
-    from amia.train import TrainConfig
+    from amia.training.world_model import TrainConfig
 
     return TrainConfig(steps=4, batch_size=4, window=4, val_every=0, log_every=2, checkpoint_every=2,
                        diag_windows=16, threads=1, warmup=2,
@@ -252,7 +252,7 @@ def tiny_data(tmp_path_factory) -> Path:
 
 
 def test_train_under_two_processes_finishes_and_writes_metrics_once(tiny_data, tmp_path):
-    from amia.checkpoint import read_checkpoint
+    from amia.infra.checkpoint import read_checkpoint
 
     run, results = tmp_path / "run", tmp_path / "results"
     results.mkdir()

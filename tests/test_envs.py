@@ -5,11 +5,11 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+from moves import random_actions, segment_crosses_obstacle
 
 import amia  # noqa: F401  (registers the worlds with Gymnasium)
 from amia.envs import ENV_SPECS, env_spec, evaluation_set, make_world
 from amia.envs.rooms import RoomsWorld, inside_obstacle, wall_rectangles
-from moves import random_actions, segment_crosses_obstacle
 
 ENV_IDS = ["amia/TwoRooms-v0", "amia/Wall-v0"]
 CENTRES = np.arange(64) + 0.5
@@ -282,7 +282,7 @@ def test_gymnasium_reset_with_layout_and_time_limit():
     assert rgb.shape == (64, 64, 3) and rgb.dtype == np.uint8
     assert rgb[10, 40, 0] > 200  # the agent is red
     truncated = False
-    for t in range(200):
+    for t in range(200):  # noqa: B007  (t is read after the loop)
         _, _, terminated, truncated, info = env.step(np.array([-2.45, 0.0], np.float32))
         assert not terminated
         assert info["state"][0] >= 25 + 1.5 + 1.0 - 1e-6  # the wall at x=25 blocks at y=10

@@ -12,18 +12,21 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from test_hjepa import tiny_level1, tiny_level2
 from torch import nn
 
-from amia.actor.compute import flat_calls_per_step, hierarchical_calls_per_step, match_compute, plan_calls
-from amia.actor.hierarchical import HierarchicalActor, HierarchyConfig
-from amia.actor.planners import PlannerConfig
+from amia.agent.episodes import run_episodes
+from amia.agent.hierarchical import HierarchicalActor, HierarchyConfig
+from amia.agent.load import AgentError, build_actor
 from amia.cli import main as cli_main
-from amia.cost import SubgoalDistance, subgoal_weights
+from amia.cost.terms import SubgoalDistance, subgoal_weights
 from amia.data.collect import CollectConfig, collect
-from amia.evaluate import EvalConfig, GoalReachingError, evaluate
-from amia.hjepa import LEVEL2_FILE, load_level2, train_level2
-from amia.train import load_model, train
-from test_hjepa import tiny_level1, tiny_level2
+from amia.eval.protocol import EvalConfig, evaluate, evaluate_actor
+from amia.infra.run_dir import LEVEL2, load_level2, load_model
+from amia.planning.compute import flat_calls_per_step, hierarchical_calls_per_step, match_compute, plan_calls
+from amia.planning.planners import PlannerConfig
+from amia.training.level2 import train_level2
+from amia.training.world_model import train
 
 ENV = "amia/TwoRooms-v0"
 pytestmark = pytest.mark.usefixtures("restore_threads")
@@ -92,7 +95,8 @@ def toy_actor(cfg: HierarchyConfig = TOY) -> HierarchicalActor:
 
 
 def start_level2(actor: HierarchicalActor, start, goal):
-    ep = actor.begin(np.array([goal], dtype=np.float32), seed=0)
+    actor.reset(np.array([goal], dtype=np.float32), seed=0)
+    ep = actor.ep
     s = torch.tensor([start], dtype=torch.float32)
     actor.plan_level2(ep, actor.level2.encode(s[:, None]))
     return ep, s
@@ -128,15 +132,15 @@ def test_goal_within_reach_is_handed_to_level1_itself():
 def test_the_loop_reaches_a_goal_far_beyond_the_level1_horizon_and_records_the_hand_offs():
     actor = toy_actor()
     start, goal = np.array([[0.0, 0.0], [5.0, 5.0]]), np.array([[30.0, 10.0], [-20.0, 25.0]])
-    out = actor.run(ToyWorld(start, BOUND), goal.astype(np.float32), steps=40, seed=0, record=1)
+    out = run_episodes(actor, ToyWorld(start, BOUND), goal.astype(np.float32), steps=40, seed=0, record=1)
     final = np.linalg.norm(out["positions"][:, -1] - goal, axis=-1)
     assert out["positions"].shape == (2, 41, 2) and (final < 1.0).all(), final
     trace = out["trace"]
-    assert len(trace["frames"]) == 40 and len(trace["plans"]) == 40 // TOY.replan_every
+    assert len(out["frames"]) == 40 and len(trace["plans"]) == 40 // TOY.replan_every
     assert len(trace["subgoals"]) == len(trace["switched"]) == 40 // TOY.replan_every
     assert len(trace["level2_plans"]) == 40 // K and trace["plans"][0].shape == (1, TOY.level1.horizon, 2)
     assert not trace["switched"][0][0] and trace["switched"][-1][0]  # subgoals first, the goal itself at the end
-    again = actor.run(ToyWorld(start, BOUND), goal.astype(np.float32), steps=40, seed=0)
+    again = run_episodes(actor, ToyWorld(start, BOUND), goal.astype(np.float32), steps=40, seed=0)
     np.testing.assert_array_equal(out["positions"], again["positions"])
 
 
@@ -206,7 +210,8 @@ def test_eval_budget_defaults_to_the_worlds():
 
 # ------------------------------------------------------------------------------ the protocol on a tiny run
 
-SMALL = ["hierarchy.level1.horizon=4", "hierarchy.subgoal=1", "hierarchy.level1.iterations=2", "hierarchy.level1.warm_iterations=1",
+SMALL = ["hierarchy.level1.horizon=4", "hierarchy.subgoal=1", "hierarchy.level1.iterations=2",
+         "hierarchy.level1.warm_iterations=1",
          "hierarchy.level1.restarts=2", "hierarchy.level2.horizon=2", "hierarchy.level2.iterations=2",
          "hierarchy.level2.warm_iterations=1", "hierarchy.level2.restarts=2", "hierarchy.replan_every=2",
          "max_steps=8", "timing_calls=1"]
@@ -225,19 +230,24 @@ def two_level_run(tmp_path_factory) -> Path:
 
 
 def test_hierarchical_protocol_reports_the_flat_fields(two_level_run):
-    from amia.config import apply_overrides
+    from amia.infra.config import apply_overrides
 
     model, _ = load_model(two_level_run)
     level2, _ = load_level2(two_level_run, level1=model)
     cfg = apply_overrides(EvalConfig(episodes=2, hierarchical=True), SMALL)
-    r = evaluate(model, ENV, cfg, progress=False, level2=level2)
+    r = evaluate(two_level_run, cfg, progress=False)
+    assert r == {**evaluate_actor(build_actor(model, cfg, 2.45, parts=None, level2=level2), ENV, cfg, progress=False),
+                 "run": str(two_level_run), **{k: r[k] for k in ("ms_per_plan_median", "ms_per_level2_plan_median",
+                                                                 "ms_per_action_mean")}}
     assert r["hierarchical"] is True and r["episodes"] == 2 and r["max_steps"] == 8 and r["stride"] == 4
     assert {"success_rate", "strict_success_rate", "mean_final_distance_px", "ms_per_plan_median",
             "ms_per_action_mean", "predictor_calls_per_step", "level2_horizon"} <= set(r)
-    assert 0 <= r["success_rate"] <= 1 and r["ms_per_plan_median"] > 0 and r["predictor_calls_per_step"] > 0
+    assert r["success_rate"] == np.mean(np.array(r["final_distance_px"]) < 4.5)
+    assert r["ms_per_plan_median"] > 0 and r["ms_per_level2_plan_median"] > 0 and r["predictor_calls_per_step"] > 0
+    assert r["config"]["hierarchy"]["level1"]["horizon"] == 4  # the whole resolved configuration
     json.dumps(r)
-    with pytest.raises(GoalReachingError, match="amia train --levels 2"):
-        evaluate(model, ENV, cfg, progress=False)
+    with pytest.raises(AgentError, match="amia train --levels 2"):
+        build_actor(model, cfg, 2.45)
 
 
 def test_eval_hierarchical_cli_writes_json_and_a_gif_with_subgoals(two_level_run, tmp_path, capsys):
@@ -247,7 +257,7 @@ def test_eval_hierarchical_cli_writes_json_and_a_gif_with_subgoals(two_level_run
     args = ["eval", "--run", str(two_level_run), "--hierarchical", "--episodes", "2", "--quiet", "--json", str(out),
             "--gif", str(gif)]
     assert cli_main(args + SMALL) == 0
-    assert "hierarchical Mode-2" in capsys.readouterr().out
+    assert "gd " in capsys.readouterr().out
     r = json.loads(out.read_text())
     assert r["hierarchical"] is True and r["planner"] == "gd" and "git_rev" in r and r["episodes"] == 2
     assert len(imageio.mimread(str(gif))) == 8
@@ -256,18 +266,18 @@ def test_eval_hierarchical_cli_writes_json_and_a_gif_with_subgoals(two_level_run
 def test_eval_hierarchical_without_level2_names_the_command(two_level_run, tmp_path, capsys):
     run = tmp_path / "run"
     shutil.copytree(two_level_run, run)
-    (run / LEVEL2_FILE).unlink()
+    (run / LEVEL2).unlink()
     assert cli_main(["eval", "--run", str(run), "--hierarchical", "--quiet"] + SMALL) == 2
     err = capsys.readouterr().err
     assert "amia train --levels 2" in err and "no level-2 model" in err
     assert cli_main(["eval", "--run", str(two_level_run), "--hierarchical", "--mode", "1"] + SMALL) == 2
-    assert "--hierarchical plans the reach task" in capsys.readouterr().err
+    assert "hierarchical Mode-2 plans the reach task" in capsys.readouterr().err
 
 
 def test_gif_draws_the_subgoal_as_an_orange_ring_and_skips_nan(tmp_path):
     import imageio.v2 as imageio
 
-    from amia.viz import episode_gif
+    from amia.eval.pictures import episode_gif
 
     frames = np.zeros((2, 1, 2, 16, 16), dtype=np.uint8)
     subgoals = [np.array([[8.0, 8.0]]), np.array([[np.nan, np.nan]])]

@@ -16,18 +16,21 @@ import pytest
 import torch
 from torch import nn
 
-from amia.checkpoint import CheckpointError, read_checkpoint
 from amia.cli import main as cli_main
-from amia.config import ConfigError, apply_overrides
-from amia.data.blocks import Level1Cache, action_blocks, pool_span, stride_blocks, window_starts
+from amia.data.blocks import action_blocks, pool_span, stride_blocks
 from amia.data.collect import CollectConfig, collect
-from amia.hjepa import (LEVEL2_FILE, SUMMARY_FILE, ActionEncoder, HJEPAConfig, Level2, level2_horizon_report,
-                        load_level2, train_level2)
-from amia.level2_critic import load_level2_critic
-from amia.jepa import JEPAConfig
-from amia.perception import EncoderConfig
-from amia.train import RunError, TrainConfig, train
-from amia.world_model import PredictorConfig
+from amia.data.encode import EncodedTrajectories, window_starts
+from amia.infra.checkpoint import CheckpointError, read_checkpoint
+from amia.infra.config import ConfigError, apply_overrides
+from amia.infra.run_dir import LEVEL2 as LEVEL2_FILE
+from amia.infra.run_dir import LEVEL2_SUMMARY as SUMMARY_FILE
+from amia.infra.run_dir import RunError, load_level2, load_level2_critic
+from amia.models.encoder import EncoderConfig
+from amia.models.jepa import JEPAConfig
+from amia.models.level2 import ActionEncoder, HJEPAConfig, Level2
+from amia.models.predictor import PredictorConfig
+from amia.training.level2 import level2_horizon_report, train_level2
+from amia.training.world_model import TrainConfig, train
 
 ENV = "amia/TwoRooms-v0"
 L2_STEPS = 6
@@ -158,8 +161,9 @@ def test_window_starts_stay_inside_one_episode():
 
 def test_level1_cache_gathers_windows_of_states_actions_positions():
     n = 10
-    cache = Level1Cache(torch.arange(n, dtype=torch.float32)[:, None].repeat(1, 3), 100 + torch.arange(2 * n).reshape(n, 2).float(),
-                        torch.arange(2 * n).reshape(n, 2).float(), np.array([0, n]))
+    cache = EncodedTrajectories(torch.arange(n, dtype=torch.float32)[:, None].repeat(1, 3),
+                                100 + torch.arange(2 * n).reshape(n, 2).float(),
+                                torch.arange(2 * n).reshape(n, 2).float(), np.array([0, n]))
     w = cache.windows(np.array([2, 5]), 4)
     assert w["states"].shape == (2, 4, 3) and w["actions"].shape == (2, 3, 2) and w["position"].shape == (2, 4, 2)
     assert w["states"][:, :, 0].tolist() == [[2, 3, 4, 5], [5, 6, 7, 8]]

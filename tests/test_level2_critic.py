@@ -4,28 +4,32 @@ and its training files on a tiny two-level run."""
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from test_hierarchical import TOY, toy_actor
+from test_hjepa import data_file, level1_run, level2_run  # noqa: F401  (module fixtures)
 from torch import nn
 
-from amia.actor.compute import hierarchical_calls_per_step
-from amia.actor.planners import PlannerConfig
-from amia.cost import GoalCritic, horizon_weights
+from amia.cost.terms import GoalCritic, horizon_weights
 from amia.envs.maze import MazeSpec, door_centres, geodesic_distance
-from amia.hindsight import HindsightSampler, expectile_loss, td_update
-from amia.level2_critic import (CRITIC2_FILE, CRITIC2_SUMMARY, Level2Critic, Level2CriticConfig, LevelOneView,
-                                load_level2_critic, train_level2_critic)
-from amia.checkpoint import CheckpointError, read_checkpoint
-from amia.train import RunError
-from test_hierarchical import TOY, toy_actor
-from test_hjepa import level2_run, level1_run, data_file  # noqa: F401  (module fixtures)
+from amia.infra.checkpoint import CheckpointError, read_checkpoint
+from amia.infra.run_dir import CRITIC2 as CRITIC2_FILE
+from amia.infra.run_dir import CRITIC2_SUMMARY, RunError, load_level2_critic
+from amia.models.critic import Critic, LevelOneView
+from amia.planning.compute import hierarchical_calls_per_step
+from amia.planning.planners import PlannerConfig
+from amia.training.critics import (
+    HindsightSampler,
+    Level2CriticConfig,
+    expectile_loss,
+    fit_hindsight_critic,
+    train_level2_critic,
+)
 
 pytestmark = pytest.mark.usefixtures("restore_threads")
 
@@ -66,12 +70,8 @@ def fit_on_graph(expectile: float, steps: int = 1500, seed: int = 0) -> np.ndarr
                              target_tau=0.05)
     torch.manual_seed(seed)
     states = torch.eye(6)[torch.from_numpy(nodes)]
-    critic = Level2Critic(6, cfg.hidden, cfg.layers)
-    target = copy.deepcopy(critic).requires_grad_(False)
-    opt = torch.optim.Adam(critic.parameters(), lr=cfg.lr)
-    sampler = HindsightSampler(offsets, np.arange(len(episodes)), 1, cfg)
-    for step in range(steps):
-        td_update(critic, target, opt, states, sampler.sample(np.random.default_rng([seed, step]), 128), cfg)
+    critic = Critic(6, 6, cfg.hidden, cfg.layers)
+    fit_hindsight_critic(critic, states, offsets, 1, cfg, steps, cfg.batch_size, cfg.lr, seed)
     with torch.no_grad():
         return critic(torch.eye(6), torch.eye(6)[5].expand(6, 6)).numpy()
 
@@ -127,19 +127,22 @@ def test_goal_critic_term_is_the_weighted_mean_of_the_critic_over_the_horizon():
 def test_the_critic_steers_level2s_subgoal_and_weight_zero_turns_it_off():
     goal, start = (30.0, 0.0), (0.0, 0.0)
     plain = toy_actor()
-    ep = plain.begin(np.array([goal], dtype=np.float32), seed=0)
+    plain.reset(np.array([goal], dtype=np.float32), seed=0)
+    ep = plain.ep
     s = torch.tensor([start])
     plain.plan_level2(ep, s)
     assert ep.subgoal[0, 0] > 3.0 and abs(ep.subgoal[0, 1]) < 0.5  # straight at the goal
 
     cfg = dataclasses.replace(TOY, critic_weight=100.0)
     steered = dataclasses.replace(toy_actor(cfg), critic2=PullToward([0.0, 20.0]))
-    ep = steered.begin(np.array([goal], dtype=np.float32), seed=0)
+    steered.reset(np.array([goal], dtype=np.float32), seed=0)
+    ep = steered.ep
     steered.plan_level2(ep, s)
     assert ep.subgoal[0, 1] > 3.0 and abs(ep.subgoal[0, 0]) < 1.0  # the critic's way (up) first
 
     off = dataclasses.replace(toy_actor(dataclasses.replace(TOY, critic_weight=0.0)), critic2=PullToward([0.0, 20.0]))
-    ep = off.begin(np.array([goal], dtype=np.float32), seed=0)
+    off.reset(np.array([goal], dtype=np.float32), seed=0)
+    ep = off.ep
     off.plan_level2(ep, s)
     assert ep.subgoal[0, 0] > 3.0
 
@@ -167,7 +170,7 @@ def test_train_level2_critic_writes_weights_and_summary_and_loads_back(critic_ru
     assert summary["check"] == {}  # the true shortest paths are known in the maze only
     critic = load_level2_critic(run)
     assert not any(p.requires_grad for p in critic.parameters())
-    s = torch.randn(5, critic.dim)
+    s = torch.randn(5, critic.state_dim)
     assert critic(s, s[:1]).shape == (5,) and (critic(s, s[:1]) >= 0).all()
     assert train_level2_critic(run, TINY, progress=False) == summary  # finished: read back, no more training
 
@@ -187,7 +190,7 @@ def test_interrupted_and_resumed_critic_equals_uninterrupted(critic_run, level2_
 
 
 def test_level2_critic_settings_and_missing_files_are_clear(critic_run, tmp_path):
-    from amia.hjepa import load_level2
+    from amia.infra.run_dir import load_level2
 
     run, _ = critic_run
     with pytest.raises(RunError, match="other settings"):
@@ -206,7 +209,7 @@ def test_level2_critic_settings_and_missing_files_are_clear(critic_run, tmp_path
 
 
 def test_level_one_view_reads_the_critic_through_enc2(critic_run):
-    from amia.hjepa import load_level2
+    from amia.infra.run_dir import load_level2
 
     run, _ = critic_run
     level2, _ = load_level2(run)

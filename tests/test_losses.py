@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from amia import regularizers as R
-from amia.diagnostics import effective_rank
-from amia.probe import LinearProbe, r2_score
+from amia.eval.diagnostics import effective_rank
+from amia.models import regularizers as R
+from amia.models.probe import LinearProbe, r2_score
 
 
 def t(x, dtype=torch.float64):

@@ -10,13 +10,13 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+from moves import random_actions, segment_crosses_obstacle
 
 import amia  # noqa: F401  (registers the worlds with Gymnasium)
 from amia.data import CollectConfig, WindowSampler, collect, read_info
 from amia.envs import ENV_SPECS, env_spec, evaluation_set, make_world
 from amia.envs.geometry import inside_obstacle
 from amia.envs.maze import SERPENTINE, MazeSpec, MazeWorld
-from moves import random_actions, segment_crosses_obstacle
 
 ENV = "amia/Maze-v0"
 SIZE, R = 96, 1.0
@@ -285,7 +285,7 @@ def test_gymnasium_make_and_time_limit():
     _, info = env.reset(options={"state": [20.0, 16.25]})
     assert env.render().shape == (SIZE, SIZE, 3)
     truncated, t = False, 0
-    for t in range(400):
+    for t in range(400):  # noqa: B007  (t is read after the loop)
         _, _, terminated, truncated, info = env.step(np.array([2.45, 0.0], np.float32))
         assert not terminated
         if truncated:

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from amia.memory import ShortTermMemory
+from amia.agent.memory import ShortTermMemory
 
 
 def test_memory_stays_within_capacity_over_a_100k_step_run():

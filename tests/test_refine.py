@@ -10,22 +10,24 @@ import numpy as np
 import pytest
 import torch
 
-from amia.actor.planners import PlannerConfig
-from amia.actor.surprise import SurpriseConfig
-from amia.checkpoint import read_checkpoint
+from amia.agent.load import AgentConfig
+from amia.agent.surprise import SurpriseConfig
 from amia.cli import main as cli_main
 from amia.data.collect import CollectConfig, collect
+from amia.data.encode import EncodedTrajectories
 from amia.envs import make_world
-from amia.evaluate import EvalConfig
-from amia.jepa import JEPAConfig
-from amia.perception import EncoderConfig
-from amia.refine import RecordingWorld, RefineConfig, WindowSampler, fit_predictor, refine
-from amia.train import TrainConfig, load_model, train
-from amia.world_model import Predictor, PredictorConfig
+from amia.infra.checkpoint import read_checkpoint
+from amia.infra.run_dir import load_model
+from amia.models.encoder import EncoderConfig
+from amia.models.jepa import JEPAConfig
+from amia.models.predictor import Predictor, PredictorConfig
+from amia.planning.planners import PlannerConfig
+from amia.training.refine import MixedWindows, RecordingWorld, RefineConfig, fit_predictor, refine
+from amia.training.world_model import TrainConfig, train
 
 ENV = "amia/TwoRooms-v0"
 SMALL = RefineConfig(rounds=2, episodes=4, steps=8, window=4, fit_steps=20, batch_size=8, held_out=4,
-                     act=EvalConfig(planner="mppi", surprise=SurpriseConfig(enabled=True, explore="back_off"),
+                     act=AgentConfig(planner="mppi", surprise=SurpriseConfig(enabled=True, explore="back_off"),
                                     planning=PlannerConfig(horizon=4, iterations=2, warm_iterations=1, samples=8,
                                                            elites=2)))
 
@@ -76,9 +78,8 @@ def test_refit_learns_the_experience_it_is_given_and_not_the_other_data():
     g = torch.Generator().manual_seed(0)
     own_s, own_a = _linear_windows(+1.0, 64, 12, g)
     data_s, data_a = _linear_windows(-1.0, 64, 12, g)
-    offsets = np.arange(0, 64 * 13 + 1, 13)
-    sampler = WindowSampler(own_s, own_a, data_s.reshape(-1, 2), torch.cat([data_a, torch.zeros(64, 1, 2)], 1)
-                            .reshape(-1, 2), offsets, window=4)
+    sampler = MixedWindows(EncodedTrajectories.from_episodes(own_s, own_a),
+                           EncodedTrajectories.from_episodes(data_s, data_a), window=4)
     cfg = RefineConfig(fit_steps=600, batch_size=64, window=4, lr=3e-3, own_fraction=1.0)
     pred = Predictor(PredictorConfig(hidden=64, layers=2), 2, 2)
     fit_predictor(pred, sampler, cfg, seed=0, device=torch.device("cpu"), progress=False)

@@ -1,4 +1,4 @@
-"""Surprise (``amia.actor.surprise``): the test by hand, the exploration that follows it, and a stall behind a wall
+"""Surprise (``amia.agent.surprise``): the test by hand, the exploration that follows it, and a stall behind a wall
 that only the watch escapes."""
 
 from __future__ import annotations
@@ -9,14 +9,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
+from test_hierarchical import BOUND, TOY, ToyLevel1, ToyWorld, toy_actor
 from torch import nn
 
-from amia.actor.compute import flat_calls_per_step, hierarchical_calls_per_step
-from amia.actor.planners import PlannerConfig
-from amia.actor.surprise import Surprise, SurpriseConfig
-from amia.agent import Agent
-from amia.configurator import configure
-from test_hierarchical import BOUND, TOY, ToyLevel1, ToyWorld, toy_actor
+from amia.agent.episodes import run_episodes
+from amia.agent.flat import FlatActor
+from amia.agent.surprise import Surprise, SurpriseConfig
+from amia.cost.configurator import configure
+from amia.planning.compute import flat_calls_per_step, hierarchical_calls_per_step
+from amia.planning.planners import PlannerConfig
 
 
 def integrator(s0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
@@ -140,10 +141,10 @@ class WallWorld(ToyWorld):
 def test_hierarchical_actor_escapes_a_wall_its_model_does_not_know_only_with_the_watch():
     start, goal = np.array([[0.0, 0.0]]), np.array([[20.0, 0.0]], dtype=np.float32)
     off = toy_actor(dataclasses.replace(TOY, surprise=SurpriseConfig(enabled=False)))
-    stalled = off.run(WallWorld(start, BOUND), goal, steps=80, seed=0)
+    stalled = run_episodes(off, WallWorld(start, BOUND), goal, steps=80, seed=0)
     assert stalled["positions"][0, -1, 0] <= 10 and stalled["surprises"] == 0  # stuck in front of the wall
     on = toy_actor(dataclasses.replace(TOY, surprise=SurpriseConfig(enabled=True)))
-    out = on.run(WallWorld(start, BOUND), goal, steps=80, seed=0)
+    out = run_episodes(on, WallWorld(start, BOUND), goal, steps=80, seed=0)
     assert np.linalg.norm(out["positions"][0, -1] - goal[0]) < 1.0, out["positions"][0, -1]
     assert out["surprises"] >= 1 and out["explored_steps"] >= TOY.surprise.steps
 
@@ -161,8 +162,8 @@ def test_flat_agent_escapes_the_same_wall_only_with_the_watch(mode):
     policy = nn.Module()
     policy.forward = lambda s, g: (g - s).clamp(-BOUND, BOUND)  # Mode-1: head straight for the goal
     task = configure("reach", mode=mode)
-    outs = [Agent(ToyJEPA(), planning=planning, bound=BOUND, surprise=SurpriseConfig(enabled=on),
-                  policy=policy if mode == 1 else None).run(WallWorld(start, BOUND), goal, task, steps=80, seed=0)
+    outs = [run_episodes(FlatActor(ToyJEPA(), task, planning=planning, bound=BOUND, surprise=SurpriseConfig(enabled=on),
+                                   policy=policy if mode == 1 else None), WallWorld(start, BOUND), goal, 80, seed=0)
             for on in (False, True)]
     assert outs[0]["positions"][0, -1, 0] <= 10 and outs[0]["surprises"] == 0
     assert np.linalg.norm(outs[1]["positions"][0, -1] - goal[0]) < 1.0, outs[1]["positions"][0, -1]

@@ -19,15 +19,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from amia.checkpoint import CheckpointError, load_weights, read_checkpoint
 from amia.cli import main as cli_main
-from amia.config import to_dict
 from amia.data.collect import CollectConfig, collect
 from amia.data.dataset import DatasetError
-from amia.jepa import JEPA, JEPAConfig, LossConfig
-from amia.perception import EncoderConfig
-from amia.train import RunError, TrainConfig, learning_rate, load_model, load_run_config, train
-from amia.world_model import PredictorConfig
+from amia.infra.checkpoint import CheckpointError, load_weights, read_checkpoint
+from amia.infra.config import to_dict
+from amia.infra.run_dir import RunError, load_model
+from amia.models.encoder import EncoderConfig
+from amia.models.jepa import JEPA, JEPAConfig, LossConfig
+from amia.models.predictor import PredictorConfig
+from amia.training.loop import warmup_cosine
+from amia.training.world_model import TrainConfig, load_run_config, train
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    return warmup_cosine(cfg.lr, cfg.warmup, cfg.steps)(step)
 
 ROOT = Path(__file__).resolve().parent.parent
 ENV = "amia/TwoRooms-v0"
@@ -197,7 +203,7 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(finished_run, data_fil
 def test_resume_after_hard_kill_equals_uninterrupted(finished_run, data_file, tmp_path, monkeypatch):
     """Copy the run directory the moment the periodic checkpoint of step 4 is on disk (as a ``kill -9`` right
     after it would leave it, with a half-written temporary file from the next save), then resume the copy."""
-    import amia.train as train_mod
+    import amia.training.loop as train_mod
 
     run_a, _ = finished_run
     live, killed = tmp_path / "live", tmp_path / "killed"

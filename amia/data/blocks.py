@@ -1,26 +1,13 @@
 """The level-2 data pipeline of the H-JEPA (Sec. 4.6): level-1 windows cut into stride blocks.
 
-Level 2 sees level 1 every ``k`` steps. These are small pure functions with documented shapes (tested on
-hand-built tensors), plus ``encode_dataset``, which encodes every frame of a trajectory file once with the
-frozen level-1 encoder so level-2 training never touches a pixel, and ``Level1Cache.windows``, which gathers
-windows of those states. See ``amia.hjepa`` for the pooling choices (``first`` / ``mean``).
+Level 2 sees level 1 every ``k`` steps. Small pure functions with documented shapes; the level-1 states they
+cut come from ``amia.data.encode`` (every frame encoded once). The pooling choices (``first`` / ``mean``) are
+described in ``amia.models.level2``.
 """
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-import h5py
-import numpy as np
 import torch
-from tqdm import tqdm
-
-from amia.data.dataset import read_info
-
-if TYPE_CHECKING:
-    from amia.jepa import JEPA
 
 POOLS = ("first", "mean")
 
@@ -57,56 +44,4 @@ def action_blocks(actions: torch.Tensor, k: int) -> torch.Tensor:
     return actions.reshape(b, t // k, k * a)
 
 
-def window_starts(offsets: np.ndarray, episodes: np.ndarray, frames: int) -> np.ndarray:
-    """Global frame indices where a window of ``frames`` frames fits inside one of ``episodes`` (sorted)."""
-    eps = np.sort(np.asarray(episodes))
-    lo = offsets[eps]
-    count = np.maximum(offsets[eps + 1] - lo - frames + 1, 0)
-    if count.sum() == 0:
-        longest = int((offsets[eps + 1] - lo).max()) if eps.size else 0
-        raise ValueError(f"no episode has the {frames} frames a level-2 window needs (longest: {longest}); "
-                         "collect longer episodes or lower level2.horizon / level2.stride")
-    first = np.repeat(lo - np.concatenate([[0], np.cumsum(count)[:-1]]), count)
-    return first + np.arange(count.sum())
-
-
-@dataclass
-class Level1Cache:
-    """Level-1 states of a whole trajectory file, encoded once by the frozen level-1 encoder.
-
-    ``states (N, D1)``, ``actions (N, A)``, ``position (N, 2)`` (the agent's true x, y; never a model input),
-    ``offsets (E+1,)`` as in the file.
-    """
-
-    states: torch.Tensor
-    actions: torch.Tensor
-    position: torch.Tensor
-    offsets: np.ndarray
-
-    def windows(self, starts: np.ndarray, frames: int) -> dict[str, torch.Tensor]:
-        """Windows at ``starts (B,)``: ``states (B, L, D1)``, ``actions (B, L-1, A)``, ``position (B, L, 2)``."""
-        idx = torch.as_tensor(starts)[:, None] + torch.arange(frames)[None, :]
-        return {"states": self.states[idx], "actions": self.actions[idx[:, :-1]], "position": self.position[idx]}
-
-
-@torch.no_grad()
-def encode_dataset(model: JEPA, path: str | os.PathLike, device: str | torch.device = "cpu", chunk: int = 2048,
-                   progress: bool = False) -> Level1Cache:
-    """Encode every frame of a trajectory file with the level-1 encoder (batched, no grad); one read per chunk."""
-    info = read_info(path)
-    if tuple(info.obs_shape) != tuple(model.obs_shape) or info.action_dim != model.action_dim:
-        raise ValueError(f"{path}: frames {info.obs_shape} and {info.action_dim}-D actions, but the level-1 model "
-                         f"expects {model.obs_shape} and {model.action_dim}")
-    was_training = model.training
-    model.eval()
-    states = []
-    with h5py.File(info.path, "r") as f:
-        for i in tqdm(range(0, info.frames, chunk), desc="encode level 1", unit="chunk", disable=not progress):
-            obs = torch.from_numpy(f["obs"][i:i + chunk]).to(device)
-            states.append(model.encoder(obs).float().cpu())
-        actions, position = torch.from_numpy(f["action"][()]), torch.from_numpy(f["state"][:, :2])
-    model.train(was_training)
-    return Level1Cache(torch.cat(states), actions, position, info.episode_offsets)
-
-
-__all__ = ["POOLS", "Level1Cache", "action_blocks", "encode_dataset", "pool_span", "stride_blocks", "window_starts"]
+__all__ = ["POOLS", "action_blocks", "pool_span", "stride_blocks"]

@@ -136,3 +136,12 @@ def read_info(path: str | os.PathLike) -> DatasetInfo:
         _expect(isinstance(meta, dict), path, f"attribute 'meta' should be a JSON object, got {f.attrs.get('meta')!r}")
         return DatasetInfo(path, str(f.attrs.get("env_id", "")), n, offsets.size - 1, tuple(obs.shape[1:]),
                            act.shape[1], tuple(names), offsets, meta)
+
+
+def split_episodes(episodes: int, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """Train / held-out episode indices: the last ``val_fraction`` of the file is held out."""
+    n_val = max(1, int(round(episodes * val_fraction)))
+    if episodes - n_val < 1:
+        raise DatasetError(f"the dataset has {episodes} episode(s): too few to hold out {val_fraction:.0%} and still "
+                           "train")
+    return np.arange(episodes - n_val), np.arange(episodes - n_val, episodes)

@@ -72,6 +72,15 @@ def evaluation_set(env_id: str, episodes: int, seed: int = 0) -> dict[str, np.nd
     }
 
 
+def start_episodes(env_id: str, pairs: dict[str, np.ndarray]) -> tuple[World, np.ndarray]:
+    """A batched world at the start states of start/goal ``pairs`` (``evaluation_set``), and its goal frames."""
+    n = len(pairs["start"])
+    world, goal_world = make_world(env_id, n), make_world(env_id, n)
+    world.set_state(pairs["start"].astype(np.float64))
+    goal_obs, _ = goal_world.set_state(pairs["goal"].astype(np.float64))
+    return world, goal_obs
+
+
 for _id, _spec in ENV_SPECS.items():
     if _id not in gym.registry:
         gym.register(_id, entry_point="amia.envs.gym_env:RoomsEnv", kwargs={"spec": _spec},
@@ -79,5 +88,6 @@ for _id, _spec in ENV_SPECS.items():
 
 __all__ = [
     "ENV_SPECS", "MAZE_STATE_NAMES", "STATE_NAMES", "STRICT_SUCCESS_RADIUS", "SUCCESS_RADIUS", "MazeSpec", "MazeWorld",
-    "RoomsSpec", "RoomsWorld", "World", "WorldSpec", "env_spec", "evaluation_set", "make_world", "world_for_spec",
+    "RoomsSpec", "RoomsWorld", "World", "WorldSpec", "env_spec", "evaluation_set", "make_world", "start_episodes",
+    "world_for_spec",
 ]

@@ -1,0 +1,141 @@
+"""Building an actor from a run directory, in one place: which settings combine is decided here, once.
+
+``AgentConfig`` holds every setting of how the agent acts (task, mode, planner, hierarchy, surprise, boredom);
+``load_agent(run_dir, cfg)`` reads the run's trained parts (world model, policy, critic, position read-out,
+level 2 and its critic) and returns the actor that those settings describe (``amia.agent.actor.Actor``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from amia.agent.actor import Actor
+from amia.agent.flat import FlatActor
+from amia.agent.hierarchical import HierarchicalActor, HierarchyConfig
+from amia.agent.surprise import SurpriseConfig
+from amia.cost.boredom import BoredomConfig
+from amia.cost.configurator import TASKS, TaskConfig, configure
+from amia.envs import make_world
+from amia.infra.run_dir import load_level2, load_level2_critic, load_model, load_parts
+from amia.models.jepa import JEPA
+from amia.planning.planners import PLANNERS, PlannerConfig
+
+
+class AgentError(ValueError):
+    """Settings that cannot combine, or a run that lacks a part that the settings need."""
+
+
+@dataclass
+class AgentConfig:
+    """How the agent acts (``key=value`` overrides on ``amia eval``; ``act.KEY=value`` on ``amia refine``).
+
+    ``task``: the configurator's task (reach, reach_avoid, keep_away); ``mode`` 2 plans with ``planner``, 1 acts
+    with the distilled policy; ``policy_init`` starts every Mode-2 plan from the policy rolled through the
+    predictor; ``critic_weight`` adds the critic's value of the horizon's last state to the cost;
+    ``forbid_weight`` replaces the task's weight of the forbidden-region term (0: plan as if unconstrained).
+    ``replan_every``: steps between re-plans; ``final_weight``: the goal cost's weight on the horizon's last step.
+    ``hierarchical`` acts by hierarchical Mode-2 (reach task only) with the settings ``hierarchy`` (which replace
+    ``replan_every``, ``final_weight`` and ``planning``). ``surprise`` and ``boredom`` (flat Mode-2): exploration
+    where the model was wrong, and the intrinsic cost of lingering away from the goal.
+    """
+
+    planner: str = "gd"
+    task: str = "reach"
+    mode: int = 2
+    policy_init: bool = False
+    critic_weight: float = 0.0
+    forbid_weight: float | None = None
+    replan_every: int = 4
+    final_weight: float = 30.0
+    planning: PlannerConfig = field(default_factory=PlannerConfig)
+    hierarchical: bool = False
+    hierarchy: HierarchyConfig = field(default_factory=HierarchyConfig)
+    surprise: SurpriseConfig = field(default_factory=SurpriseConfig)
+    boredom: BoredomConfig = field(default_factory=BoredomConfig)
+
+    def __post_init__(self):
+        if self.planner not in PLANNERS:
+            raise AgentError(f"planner must be one of {', '.join(PLANNERS)}, got {self.planner!r}")
+        if self.task not in TASKS:
+            raise AgentError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if self.mode not in (1, 2):
+            raise AgentError(f"mode must be 1 (policy) or 2 (planning), got {self.mode}")
+        if self.replan_every < 1:
+            raise AgentError(f"replan_every must be >= 1, got {self.replan_every}")
+        if self.hierarchical:
+            extra = [name for name, on in (("mode=1", self.mode != 2), (f"task={self.task}", self.task != "reach"),
+                                           ("policy_init", self.policy_init), ("critic_weight", self.critic_weight),
+                                           ("boredom.weight", self.boredom.weight)) if on]
+            if extra:
+                raise AgentError(f"hierarchical Mode-2 plans the reach task with its own costs; it does not take "
+                                 f"{', '.join(extra)}")
+
+    def require_flat_mode2(self, what: str) -> None:
+        """Refuse settings other than flat Mode-2 where ``what`` (a command) acts only that way."""
+        if self.hierarchical or self.mode != 2:
+            raise AgentError(f"{what} acts in flat Mode-2 (hierarchical=false, mode=2)")
+
+    def task_config(self) -> TaskConfig:
+        """The configurator's task for these settings (mode, critic weight, final weight, horizon)."""
+        changes = {} if self.forbid_weight is None else {"forbid_weight": self.forbid_weight}
+        return configure(self.task, mode=self.mode, final_weight=self.final_weight, critic_weight=self.critic_weight,
+                         horizon=self.planning.horizon, **changes)
+
+
+def check_compatible(model: JEPA, env_id: str) -> None:
+    """The model must have been trained on this world's observations and action space."""
+    world = make_world(env_id, 1)
+    if tuple(model.obs_shape) != tuple(world.obs_shape):
+        raise AgentError(f"the model was trained on observations {model.obs_shape}, {env_id} gives {world.obs_shape}")
+    if model.action_dim != 2:
+        raise AgentError(f"the model was trained with {model.action_dim}-D actions, {env_id} has 2-D actions")
+
+
+def frozen(module: torch.nn.Module, device: torch.device | str) -> torch.nn.Module:
+    """A trained part for acting: on ``device``, in eval mode, without gradients for its weights, convolution
+    weights channels-last (PyTorch's CPU convolutions run faster on them at batch size 1; same numbers)."""
+    return module.to(device).eval().requires_grad_(False).to(memory_format=torch.channels_last)
+
+
+def build_actor(model: JEPA, cfg: AgentConfig, bound: float, device: torch.device | str = "cpu",
+                parts: dict | None = None, level2=None, critic2=None) -> Actor:
+    """The actor that ``cfg`` describes, from trained parts already in memory (``parts``: ``policy``, ``critic``,
+    ``position`` as ``amia distill`` makes them; ``level2`` and ``critic2`` for hierarchical Mode-2)."""
+    parts = {k: v for k, v in (parts or {}).items() if v is not None}
+    task = cfg.task_config()
+    needs = [("policy", cfg.mode == 1 or cfg.policy_init), ("critic", bool(cfg.critic_weight)),
+             ("position", bool(task.forbid_weight or task.away_weight))]
+    missing = [name for name, needed in needs if needed and name not in parts]
+    if missing:
+        raise AgentError(f"these settings need the run's {' and '.join(missing)} (run `amia distill` first)")
+    model = frozen(model, device)
+    if cfg.hierarchical:
+        if level2 is None:
+            raise AgentError("hierarchical Mode-2 needs the run's level 2 (`amia train --levels 2`)")
+        return HierarchicalActor(model, frozen(level2, device), cfg.planner, cfg.hierarchy, bound=bound,
+                                 critic2=None if critic2 is None else frozen(critic2, device))
+    parts = {k: (frozen(v, device) if isinstance(v, torch.nn.Module) else v) for k, v in parts.items()}
+    return FlatActor(model, task, cfg.planner, cfg.planning, bound, cfg.replan_every, cfg.policy_init,
+                     surprise=cfg.surprise, boredom=cfg.boredom, **parts)
+
+
+def load_agent(run_dir: str | Path, cfg: AgentConfig | None = None, device: str = "cpu",
+               env_id: str | None = None) -> Actor:
+    """The actor of a trained run (``amia.agent.actor.Actor``): ``cfg`` says how it acts (default: Mode-2 with
+    the gradient planner), ``env_id`` the world it acts in (default: the one it was trained on)."""
+    cfg = cfg or AgentConfig()
+    model, saved = load_model(run_dir, device)
+    env_id = env_id or saved["env_id"]
+    check_compatible(model, env_id)
+    level2 = critic2 = None
+    if cfg.hierarchical:
+        level2, _ = load_level2(run_dir, device, level1=model)
+        critic2 = load_level2_critic(run_dir, device, level2=level2)
+    parts = load_parts(run_dir, model.cfg.encoder.dim)
+    return build_actor(model, cfg, make_world(env_id, 1).spec.max_step, device, parts, level2, critic2)
+
+
+__all__ = ["AgentConfig", "AgentError", "build_actor", "check_compatible", "frozen", "load_agent"]

@@ -1,0 +1,1 @@
+"""Evaluation: the goal-reaching protocol, decision timing, representation diagnostics and pictures."""

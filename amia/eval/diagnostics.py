@@ -1,0 +1,67 @@
+"""Is the representation good? Probe quality, open-loop prediction error in pixels, collapse alarms (Sec. 4.5)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from amia.data.encode import encode_frames
+from amia.data.sampler import WindowSampler
+from amia.models.jepa import JEPA
+from amia.models.probe import LinearProbe, r2_score
+
+
+def effective_rank(states: torch.Tensor) -> float:
+    """RankMe: ``exp`` of the entropy of the normalised singular values of centred states ``(N, D)``."""
+    sv = torch.linalg.svdvals((states - states.mean(0)).double())
+    p = sv / sv.sum().clamp_min(1e-12) + 1e-12
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+def draw_windows(sampler: WindowSampler, count: int, offset: int = 0) -> dict[str, np.ndarray]:
+    """``count`` windows from a sampler's batches ``offset``, ``offset + 1``, ... (arrays as ``sampler.batch``)."""
+    batches = [sampler.batch(offset + i) for i in range(-(-count // sampler.batch_size))]
+    return {k: np.concatenate([b[k] for b in batches])[:count] for k in batches[0]}
+
+
+@torch.no_grad()
+def representation_report(model: JEPA, train: WindowSampler, val: WindowSampler, device: torch.device,
+                          probe_windows: int = 1024, val_windows: int = 512, horizon: int = 16) -> dict:
+    """Fit a linear probe on training windows, then score states and ``horizon``-step predictions on held-out ones.
+
+    Returns ``probe_r2`` (agent x, y), ``probe_r2_layout`` (wall x, door y; where the state has them and they vary),
+    ``pred_error_px_h{horizon}``, ``copy_error_px_h{horizon}``, ``embedding_std`` (per dimension),
+    ``embedding_std_min``, ``effective_rank``.
+    """
+    was_training = model.training
+    model.eval()
+    tr = draw_windows(train, probe_windows, offset=10_000_019)
+    s_tr = encode_frames(model.encoder, tr["obs"], device).flatten(0, 1)
+    y_tr = torch.from_numpy(tr["state"]).flatten(0, 1)
+    probe = LinearProbe.fit(s_tr, y_tr[:, :2])
+    va = draw_windows(val, val_windows, offset=20_000_003)
+    s_va = encode_frames(model.encoder, va["obs"], device)
+    y_va = torch.from_numpy(va["state"])
+    report = {"probe_r2": r2_score(probe(s_va.flatten(0, 1)), y_va.flatten(0, 1)[:, :2])}
+    if y_tr.shape[1] > 2 and y_tr[:, 2:].std(0).min() > 1e-3:  # the maze's state is (x, y) only
+        layout = LinearProbe.fit(s_tr, y_tr[:, 2:])
+        report["probe_r2_layout"] = r2_score(layout(s_va.flatten(0, 1)), y_va.flatten(0, 1)[:, 2:])
+    h = min(horizon, va["action"].shape[1])
+    pred = model.predictor.rollout(s_va[:, 0].to(device), torch.from_numpy(va["action"][:, :h]).to(device))[:, -1]
+    target = y_va[:, h, :2]
+    report[f"pred_error_px_h{h}"] = float((probe(pred.cpu()) - target).norm(dim=-1).mean())
+    report[f"copy_error_px_h{h}"] = float((probe(s_va[:, 0]) - target).norm(dim=-1).mean())
+    std = s_va.flatten(0, 1).std(0)
+    report.update(embedding_std=[round(float(v), 4) for v in std], embedding_std_min=float(std.min()),
+                  effective_rank=effective_rank(s_va.flatten(0, 1)))
+    model.train(was_training)
+    return report
+
+
+@torch.no_grad()
+def fit_position_probe(model: JEPA, data_path, device: torch.device, windows: int = 512, seed: int = 0) -> LinearProbe:
+    """A linear probe from the model's states to the agent's (x, y), fit on frames of a trajectory file."""
+    sampler = WindowSampler(data_path, 1, 256, seed=seed)
+    batch = draw_windows(sampler, windows)
+    states = encode_frames(model.encoder, batch["obs"], device).flatten(0, 1)
+    return LinearProbe.fit(states, torch.from_numpy(batch["state"]).flatten(0, 1)[:, :2])

@@ -1,0 +1,1 @@
+"""Infrastructure: dataclass configs, safe checkpoints, the run directory, provenance and distributed helpers."""

@@ -1,0 +1,87 @@
+"""JEPA training objective (Sec. 4.4, 4.5): energy ``D(s_y, Pred(s_x, a))`` over a rollout plus regularisers.
+
+One module holds the trainable parts (encoder, predictor, optional expander and inverse-dynamics head) and
+computes every loss term in ``forward``, so one ``DistributedDataParallel`` wrapper covers the whole step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from amia.infra.distributed import gather_batch
+from amia.models import regularizers as R
+from amia.models.encoder import ConvEncoder, EncoderConfig
+from amia.models.predictor import Predictor, PredictorConfig, mlp
+
+REGULARIZERS = ("vicreg", "sigreg", "none")
+
+
+@dataclass
+class LossConfig:
+    """Weight of each loss term (0 switches a term off) and the regulariser's settings.
+
+    ``regularizer``: ``vicreg`` (variance hinge + covariance penalty, Sec. 4.5.1), ``sigreg`` (LeJEPA) or ``none``.
+    ``expander``: width of the MLP expander that VICReg / SIGReg see (0: they see the state itself).
+    """
+
+    regularizer: str = "vicreg"
+    pred: float = 1.0
+    var: float = 1.0
+    cov: float = 0.04
+    std_target: float = 1.0
+    expander: int = 0
+    smooth: float = 1.0
+    idm: float = 1.0
+    sigreg: float = 0.002
+    sigreg_directions: int = 256
+
+
+@dataclass
+class JEPAConfig:
+    """Architecture and objective of a one-level action-conditioned JEPA."""
+
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    predictor: PredictorConfig = field(default_factory=PredictorConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+
+
+class JEPA(nn.Module):
+    """Encoder + predictor (+ expander, inverse-dynamics head) and the loss of one training step."""
+
+    def __init__(self, cfg: JEPAConfig, obs_shape: tuple[int, int, int], action_dim: int):
+        super().__init__()
+        if cfg.loss.regularizer not in REGULARIZERS:
+            raise ValueError(f"loss.regularizer must be one of {REGULARIZERS}, got {cfg.loss.regularizer!r}")
+        self.cfg, self.obs_shape, self.action_dim = cfg, tuple(obs_shape), action_dim
+        d = cfg.encoder.dim
+        self.encoder = ConvEncoder(cfg.encoder, obs_shape)
+        self.predictor = Predictor(cfg.predictor, d, action_dim)
+        self.expander = mlp([d, cfg.loss.expander, cfg.loss.expander]) if cfg.loss.expander else nn.Identity()
+        self.idm = mlp([2 * d, 256, action_dim]) if cfg.loss.idm else None
+
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
+        """Loss terms for windows ``obs uint8 (B, T+1, C, H, W)`` and ``actions (B, T, A)``; ``loss`` is their sum."""
+        c = self.cfg.loss
+        s = self.encoder.encode(obs)  # (B, T+1, D)
+        pred = self.predictor.rollout(s[:, 0], actions)  # (B, T, D)
+        terms: dict[str, torch.Tensor] = {"pred": (pred - s[:, 1:]).pow(2).mean()}
+        weights = {"pred": c.pred}
+        if c.regularizer != "none":
+            v = gather_batch(self.expander(s).flatten(0, 1))
+            if c.regularizer == "vicreg":
+                terms["var"], weights["var"] = R.variance_hinge(v, c.std_target), c.var
+                terms["cov"], weights["cov"] = R.covariance_penalty(v), c.cov
+            else:
+                g = torch.Generator().manual_seed(seed)
+                dirs = R.random_directions(v.shape[1], c.sigreg_directions, g, v.device)
+                terms["sigreg"], weights["sigreg"] = R.sigreg(v, dirs), c.sigreg
+        if c.smooth:
+            terms["smooth"], weights["smooth"] = R.temporal_smoothness(s), c.smooth
+        if self.idm is not None:
+            a_hat = self.idm(torch.cat([s[:, :-1], s[:, 1:]], dim=-1))
+            terms["idm"], weights["idm"] = (a_hat - actions).pow(2).mean(), c.idm
+        terms["loss"] = sum(weights[k] * terms[k] for k in weights)
+        return terms

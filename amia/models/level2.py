@@ -1,0 +1,176 @@
+"""H-JEPA level 2 (Sec. 4.6, Fig. 15): a second JEPA on the states of a frozen, trained level 1.
+
+Level 2 sees the world every ``k = stride`` level-1 steps. Its state ``s2 = Enc2(pool(s1 block))`` is an MLP
+of a temporal pool of level-1 states; its action ``a2 = ActEnc(a[t..t+k-1])`` is a learned encoding of the k
+low-level actions of a block; its predictor ``s2[j+1] = Pred2(s2[j], a2[j])`` is the level-1 residual MLP.
+Training rolls ``Pred2`` open-loop ``horizon`` (M) level-2 steps and compares with the encoded targets; a VICReg
+variance hinge and covariance penalty on level-2 states (Sec. 4.5.1) keep them from collapsing.
+
+**Pooling** (``pool``): ``first`` (default) takes the level-1 state at each block boundary, so
+``s2 = Enc2(s1[t])`` needs no history and a planned ``s2`` is a subgoal for one level-1 state, ``k`` steps
+ahead (Sec. 4.7). ``mean`` averages the k level-1 states that *end* at each boundary (a causal, trailing pool),
+so it needs k-1 frames of history before time 0.
+
+**Abstract actions as a regularised latent** (Sec. 4.5): low dimension (``action_dim``), a ``tanh`` that bounds
+them to [-1, 1] (Mode-2's box-bounded planners plan them with bound 1), an L2 penalty and Gaussian noise added
+before the predictor during training, so the predictor is smooth around the encoded actions and planned ones
+between them stay meaningful. How level 2 is trained: ``amia.training.level2``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from amia.data.blocks import POOLS, action_blocks, pool_span, stride_blocks
+from amia.models import regularizers as R
+from amia.models.predictor import Predictor, PredictorConfig, mlp
+
+
+@dataclass
+class HJEPAConfig:
+    """Level 2 of the H-JEPA: architecture, loss weights and optimiser (``level2.KEY=value`` on the command line).
+
+    ``stride`` k: level-1 steps per level-2 step; ``horizon`` M: level-2 steps per training window (M * k
+    level-1 steps); ``pool``: ``first`` or ``mean`` (module docstring). Loss: ``pred`` (open-loop prediction),
+    ``var`` / ``cov`` (VICReg on level-2 states, hinge at ``std_target``), ``act_l2`` (L2 penalty on abstract
+    actions); ``act_noise``: std of the noise added to abstract actions during training. ``report_steps``: the
+    level-1 horizon of the prediction report written at the end (a multiple of ``stride``; 0: none).
+    """
+
+    stride: int = 8
+    horizon: int = 8
+    pool: str = "first"
+    dim: int = 32
+    action_dim: int = 4
+    encoder_hidden: int = 256
+    action_hidden: int = 128
+    predictor: PredictorConfig = field(default_factory=lambda: PredictorConfig(hidden=256, layers=2))
+    pred: float = 1.0
+    var: float = 1.0
+    cov: float = 0.04
+    std_target: float = 1.0
+    act_l2: float = 0.01
+    act_noise: float = 0.05
+    steps: int = 3000
+    batch_size: int = 128
+    lr: float = 1e-3
+    warmup: int = 100
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    log_every: int = 50
+    checkpoint_every: int = 500
+    report_steps: int = 64
+    report_windows: int = 512
+    seed: int = 0
+    threads: int = 0
+
+    def __post_init__(self):
+        if self.pool not in POOLS:
+            raise ValueError(f"level2.pool must be one of {POOLS}, got {self.pool!r}")
+        for name in ("stride", "horizon", "dim", "action_dim", "steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"level2.{name} must be >= 1, got {getattr(self, name)}")
+        if self.batch_size < 2 and self.var + self.cov > 0:
+            raise ValueError("level2.batch_size must be >= 2 for the VICReg batch statistics")
+
+    @property
+    def span(self) -> int:
+        """Level-1 frames pooled into one level-2 state: 1 (``first``) or k (``mean``)."""
+        return pool_span(self.stride, self.pool)
+
+    @property
+    def window(self) -> int:
+        """Level-1 frames of one training window: ``M * k + span`` (``M * k`` actions after time 0)."""
+        return self.horizon * self.stride + self.span
+
+
+class ActionEncoder(nn.Module):
+    """Abstract action ``a2 = tanh(MLP(a[t..t+k-1]))``: the k actions of a block ``(..., k*A)`` -> ``(..., action_dim)``."""
+
+    def __init__(self, in_dim: int, hidden: int, action_dim: int):
+        super().__init__()
+        self.in_dim, self.action_dim = in_dim, action_dim
+        self.net = mlp([in_dim, hidden, action_dim])
+
+    def forward(self, blocks: torch.Tensor) -> torch.Tensor:
+        if blocks.shape[-1] != self.in_dim:
+            raise ValueError(f"action blocks should end with size {self.in_dim} (k * action size), got {tuple(blocks.shape)}")
+        return torch.tanh(self.net(blocks))
+
+
+class Level2(nn.Module):
+    """JEPA-2 of the H-JEPA (Sec. 4.6): ``Enc2``, the abstract-action encoder and ``Pred2``, plus its loss.
+
+    ``encode(blocks (..., span, D1)) -> (..., dim)``; ``encode_state(s1 (..., D1))`` for ``pool="first"``;
+    ``encode_actions(blocks (..., k*A)) -> (..., action_dim)`` in [-1, 1]; ``rollout(s2_0 (B, dim),
+    a2 (B, T, action_dim)) -> (B, T, dim)``.
+    """
+
+    def __init__(self, cfg: HJEPAConfig, level1_dim: int, level1_action_dim: int):
+        super().__init__()
+        self.cfg, self.level1_dim, self.level1_action_dim = cfg, level1_dim, level1_action_dim
+        self.encoder = mlp([level1_dim, cfg.encoder_hidden, cfg.dim])
+        self.action_encoder = ActionEncoder(cfg.stride * level1_action_dim, cfg.action_hidden, cfg.action_dim)
+        self.predictor = Predictor(cfg.predictor, cfg.dim, cfg.action_dim)
+
+    @property
+    def dim(self) -> int:
+        return self.cfg.dim
+
+    @property
+    def action_dim(self) -> int:
+        return self.cfg.action_dim
+
+    def encode(self, blocks: torch.Tensor) -> torch.Tensor:
+        """Level-2 states of pooled blocks of level-1 states: ``(..., span, D1) -> (..., dim)``."""
+        if blocks.shape[-1] != self.level1_dim or blocks.dim() < 2:
+            raise ValueError(f"blocks should have shape (..., span, {self.level1_dim}), got {tuple(blocks.shape)}")
+        return self.encoder(blocks.mean(dim=-2))
+
+    def encode_state(self, s1: torch.Tensor) -> torch.Tensor:
+        """``Enc2(s1)`` of single level-1 states ``(..., D1)``: the level-2 state when ``pool="first"``."""
+        return self.encode(s1.unsqueeze(-2))
+
+    def encode_actions(self, blocks: torch.Tensor) -> torch.Tensor:
+        return self.action_encoder(blocks)
+
+    def rollout(self, s0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.predictor.rollout(s0, actions)
+
+    def encode_window(self, states: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Level-2 states ``(B, M+1, dim)`` and abstract actions ``(B, M, action_dim)`` of a level-1 window.
+
+        ``states (B, M*k + span, D1)``, ``actions (B, M*k + span - 1, A)``; the first ``span - 1`` actions
+        (inside the history of the first ``mean`` block) are not used.
+        """
+        cfg = self.cfg
+        if actions.shape[:2] != (states.shape[0], states.shape[1] - 1):
+            raise ValueError(f"actions should have shape ({states.shape[0]}, {states.shape[1] - 1}, A) for states "
+                             f"{tuple(states.shape)}, got {tuple(actions.shape)}")
+        s2 = self.encode(stride_blocks(states, cfg.stride, cfg.pool))
+        a2 = self.encode_actions(action_blocks(actions[:, cfg.span - 1:], cfg.stride))
+        return s2, a2
+
+    def forward(self, states: torch.Tensor, actions: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
+        """Loss terms for a batch of level-1 windows (``encode_window``); ``loss`` is their weighted sum."""
+        c = self.cfg
+        s2, a2 = self.encode_window(states, actions)
+        if s2.shape[1] < 2:
+            raise ValueError(f"a training window needs at least 2 level-2 steps, got states {tuple(states.shape)}")
+        a_in = a2
+        if self.training and c.act_noise:
+            g = torch.Generator().manual_seed(seed)
+            a_in = a2 + c.act_noise * torch.randn(a2.shape, generator=g).to(a2.device)
+        pred = self.predictor.rollout(s2[:, 0], a_in)
+        flat = s2.flatten(0, 1)
+        terms = {"pred": (pred - s2[:, 1:]).pow(2).mean(), "var": R.variance_hinge(flat, c.std_target),
+                 "cov": R.covariance_penalty(flat), "act": a2.pow(2).mean()}
+        weights = {"pred": c.pred, "var": c.var, "cov": c.cov, "act": c.act_l2}
+        terms["loss"] = sum(weights[k] * terms[k] for k in weights)
+        return terms
+
+
+__all__ = ["ActionEncoder", "HJEPAConfig", "Level2"]

@@ -1,0 +1,223 @@
+"""Training the JEPA world model from reward-free trajectories (Sec. 4.4-4.5), on one process or several (DDP).
+
+The run directory's layout is in ``amia.infra.run_dir``. Running the same command again continues from the
+checkpoint (``amia.training.loop``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from amia.data.collect import CollectConfig, collect
+from amia.data.dataset import DatasetInfo, read_info, split_episodes
+from amia.data.sampler import WindowSampler
+from amia.envs import env_spec
+from amia.eval.diagnostics import representation_report
+from amia.infra import distributed as dist_utils
+from amia.infra.checkpoint import CheckpointError, atomic_write_text, read_checkpoint
+from amia.infra.config import apply_overrides, from_dict, to_dict
+from amia.infra.provenance import git_revision, machine
+from amia.infra.run_dir import CHECKPOINT, CONFIG, DATA, METRICS, RunError, config_diff, read_config
+from amia.models.jepa import JEPA, JEPAConfig
+from amia.training.loop import TrainingLoop, warmup_cosine
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (``key=value`` overrides address these fields, e.g. ``jepa.loss.cov=4``)."""
+
+    jepa: JEPAConfig = field(default_factory=JEPAConfig)
+    collect: CollectConfig = field(default_factory=CollectConfig)
+    steps: int = 2000
+    batch_size: int = 64
+    window: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup: int = 100
+    grad_clip: float = 1.0
+    val_fraction: float = 0.1
+    val_every: int = 1000
+    log_every: int = 20
+    checkpoint_every: int = 100
+    chunk_frames: int = 400_000
+    diag_windows: int = 512
+    seed: int = 0
+    threads: int = 0
+
+
+WORLD_PRESETS: dict[str, list[str]] = {
+    "amia/TwoRooms-v0": [],
+    # Random layouts: the wall alone satisfies the variance term and is trivially predictable, so a weak
+    # inverse-dynamics term lets the encoder drop the agent (benchmarks/results/wall_idm_sweep_h200.json).
+    # A random walk almost never threads the door (amia.data.policies.DoorSeekingWalk), so half the
+    # episodes are collected by a walk that goes through it.
+    "amia/Wall-v0": ["jepa.loss.idm=10", "collect.policy=doors"],
+    # 96x96 frames seen at 32x32, like TwoRooms' 64x64 at downsample 2: the same cost per frame on a CPU.
+    "amia/Maze-v0": ["jepa.encoder.downsample=3"],
+}
+
+
+def default_config(env_id: str) -> TrainConfig:
+    """The training defaults for a world: ``TrainConfig()`` plus that world's preset overrides."""
+    return apply_overrides(TrainConfig(), WORLD_PRESETS.get(env_id, []))
+
+
+def set_threads(threads: int, processes: int = 1) -> None:
+    """Torch's CPU threads: ``threads`` if given, else ``OMP_NUM_THREADS`` if set, else the cores shared among the
+    ``processes`` of this machine."""
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    torch.set_num_threads(threads or (int(env) if env.isdigit() and int(env) > 0 else
+                                      max(1, (os.cpu_count() or 1) // processes)))
+
+
+def load_run_config(run_dir: str | Path) -> tuple[dict, TrainConfig]:
+    """The ``config.json`` of a run and its ``TrainConfig``."""
+    saved = read_config(run_dir)
+    return saved, from_dict(TrainConfig, saved["train"])
+
+
+def _wanted(env_id: str, cfg: TrainConfig, data: str | None) -> dict:
+    """The ``config.json`` that a run with these settings has."""
+    return {"env_id": env_id, "data": str(Path(data).resolve()) if data else None, "train": to_dict(cfg)}
+
+
+def finished_metrics(env_id: str, out: str | Path, cfg: TrainConfig, data: str | None = None) -> dict | None:
+    """``metrics.json`` of a run in ``out`` that finished with exactly these settings; ``None`` otherwise.
+
+    Rerunning ``train`` on a finished run trains no further but recomputes the diagnostics; callers that only
+    need the trained model (``amia train --levels 2``) skip that. ``None`` covers every other case (no run,
+    other settings, unfinished), where ``train`` starts, refuses or resumes the run as usual.
+    """
+    out = Path(out)
+    paths = [out / n for n in (CONFIG, CHECKPOINT, METRICS)]
+    if not all(p.exists() for p in paths) or config_diff(json.loads(paths[0].read_text()), _wanted(env_id, cfg, data)):
+        return None
+    try:
+        _, meta, _ = read_checkpoint(paths[1])
+    except CheckpointError:
+        return None
+    return json.loads(paths[2].read_text()) if meta.get("step", 0) >= cfg.steps else None
+
+
+def _prepare_run(env_id: str, out: Path, cfg: TrainConfig, data: str | None) -> None:
+    """Write or check ``config.json``: a rerun must ask for the same run it resumes."""
+    wanted = _wanted(env_id, cfg, data)
+    path = out / CONFIG
+    if path.exists():
+        diffs = config_diff(read_config(out), wanted)
+        if diffs:
+            raise RunError(f"{out} holds a run started with other settings ({'; '.join(diffs[:5])}); "
+                           "rerun with the same settings to resume, or choose another --out")
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(wanted, indent=2))
+
+
+def _check_data(env_id: str, data_path: Path) -> DatasetInfo:
+    """The ``DatasetInfo`` of a trajectory file; ``RunError`` if it is missing or from another env."""
+    if not data_path.exists():
+        raise RunError(f"--data {data_path}: no such file")
+    info = read_info(data_path)
+    if info.env_id != env_id:
+        raise RunError(f"{data_path} was collected in {info.env_id!r}, but --env is {env_id!r}")
+    return info
+
+
+def _data(env_id: str, out: Path, cfg: TrainConfig, data: str | None, progress: bool) -> DatasetInfo:
+    """Bind the run directory to its settings and data, collecting the data first when none was given."""
+    distributed, rank = dist_utils.is_distributed(), dist_utils.rank()
+    env_spec(env_id)
+    data_path = Path(data) if data else out / DATA
+    if data:  # refuse a bad --data before config.json binds the run directory to it
+        _check_data(env_id, data_path)
+    if rank == 0:
+        _prepare_run(env_id, out, cfg, data)
+    if distributed:
+        torch.distributed.barrier()
+    if not data_path.exists():
+        if rank == 0:
+            collect(env_id, data_path, cfg.collect, progress=progress)
+        if distributed:
+            torch.distributed.barrier()
+    return _check_data(env_id, data_path)
+
+
+def _device(device: str, distributed: bool) -> torch.device:
+    if device.startswith("cuda") and distributed:
+        device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+        torch.cuda.set_device(device)
+    return torch.device(device)
+
+
+def train(env_id: str, out: str | Path, cfg: TrainConfig | None = None, data: str | None = None,
+          device: str = "cpu", progress: bool = True, stop_after: int | None = None) -> dict:
+    """Train (or resume) a JEPA world model in ``out``; returns the final metrics (also in ``metrics.json``).
+
+    ``stop_after`` stops the run as an interruption would, once that many steps are done (used by tests).
+    """
+    cfg, out = cfg or TrainConfig(), Path(out)
+    distributed = dist_utils.init_from_env(device)
+    rank, world = dist_utils.rank(), dist_utils.world_size()
+    dev = _device(device, distributed)
+    set_threads(cfg.threads, int(os.environ.get("LOCAL_WORLD_SIZE", world)))
+    info = _data(env_id, out, cfg, data, progress)
+    train_eps, val_eps = split_episodes(info.episodes, cfg.val_fraction)
+    sampler = WindowSampler(info.path, cfg.window, cfg.batch_size, train_eps, cfg.chunk_frames, seed=cfg.seed)
+    diag_steps = max(cfg.window, 16)
+    probe_sampler = WindowSampler(info.path, diag_steps, 256, train_eps, cfg.chunk_frames, seed=cfg.seed + 1)
+    val_sampler = WindowSampler(info.path, diag_steps, 256, val_eps, cfg.chunk_frames, seed=cfg.seed + 2)
+
+    torch.manual_seed(cfg.seed)
+    model = JEPA(cfg.jepa, info.obs_shape, info.action_dim).to(dev)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loop = TrainingLoop("train", out / CHECKPOINT, model, opt, cfg.steps,
+                        {"env_id": env_id, "obs_shape": list(info.obs_shape), "action_dim": info.action_dim},
+                        out, cfg.log_every, cfg.checkpoint_every, progress, main=rank == 0)
+    loop.resume()
+    ddp = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
+    logger = loop.logger
+
+    def loss(step: int) -> dict:
+        batch = sampler.batch(step, rank)
+        return ddp(torch.from_numpy(batch["obs"]).to(dev), torch.from_numpy(batch["action"]).to(dev),
+                   seed=cfg.seed * 1_000_003 + step)
+
+    def validate(step: int) -> None:
+        if cfg.val_every and step % cfg.val_every == 0 and step < cfg.steps and rank == 0:
+            logger.log(step, "val", _scalars(representation_report(model, probe_sampler, val_sampler, dev,
+                                                                    val_windows=cfg.diag_windows)))
+
+    def agree(stopping: bool) -> bool:
+        if not distributed:
+            return stopping
+        flag = torch.tensor([float(stopping)], device=dev)
+        torch.distributed.all_reduce(flag)
+        return bool(flag.item())
+
+    frames = cfg.batch_size * world * (cfg.window + 1)
+    halted = loop.run(loss, warmup_cosine(cfg.lr, cfg.warmup, cfg.steps), cfg.grad_clip, every_step=validate,
+                      log_extra=lambda n, secs: {"samples_per_s": n * frames / secs}, agree=agree,
+                      stop_after=stop_after)
+    if halted is not None or rank != 0:
+        return halted or {}
+    report = representation_report(model, probe_sampler, val_sampler, dev, val_windows=cfg.diag_windows)
+    logger.log(loop.step, "final", _scalars(report))
+    logger.close()
+    metrics = {"env_id": env_id, "steps": loop.step, "train_seconds": round(loop.seconds, 1),
+               "samples_per_s": round(loop.step * frames / max(loop.seconds, 1e-9), 1), "world_size": world,
+               "device": str(dev), "seed": cfg.seed, "git_rev": git_revision(), "machine": machine(), **report}
+    atomic_write_text(out / METRICS, json.dumps(metrics, indent=2))
+    return metrics
+
+
+def _scalars(report: dict) -> dict:
+    return {k: v for k, v in report.items() if isinstance(v, (int, float))}
+
+
+__all__ = ["TrainConfig", "WORLD_PRESETS", "default_config", "finished_metrics", "load_run_config", "set_threads",
+           "train"]
