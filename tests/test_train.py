@@ -499,3 +499,11 @@ def test_learning_rate_warmup_then_cosine_to_five_percent():
     assert learning_rate(scaled, 25) == pytest.approx(3e-4 * 0.525)
     assert learning_rate(scaled, 50) == pytest.approx(3e-4 * 0.05)
 
+
+
+def test_checkpoints_keep_their_on_disk_format_name(finished_run):
+    """Runs written by earlier versions stay readable: the header's format name is part of the file format."""
+    from safetensors import safe_open
+
+    with safe_open(str(finished_run[0] / "checkpoint.safetensors"), "pt") as f:
+        assert f.metadata()["format"] == "amia.checkpoint"

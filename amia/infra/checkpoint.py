@@ -10,7 +10,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-FORMAT = "amia.infra.checkpoint"
+FORMAT = "amia.checkpoint"
 
 
 class CheckpointError(ValueError):
