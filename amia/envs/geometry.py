@@ -62,6 +62,25 @@ def move_points(pos: np.ndarray, action: np.ndarray, rects: np.ndarray, max_step
     return new
 
 
+def sample_free_points(rng: np.random.Generator, lo: np.ndarray, hi: np.ndarray, rects: np.ndarray, radius: float,
+                       keep=None) -> np.ndarray:
+    """One uniform point ``(N, 2)`` per obstacle set ``rects (N, R, 4)``, in the box ``[lo, hi]`` (``(2,)`` or
+    ``(N, 2)``) and outside every obstacle grown by ``radius``, by rejection; ``keep(points, idx) -> (M,) bool``
+    adds a condition on the candidates for episodes ``idx``."""
+    n = rects.shape[0]
+    lo, hi = np.broadcast_to(lo, (n, 2)), np.broadcast_to(hi, (n, 2))
+    out, todo = np.zeros((n, 2)), np.ones(n, dtype=bool)
+    while todo.any():
+        idx = np.flatnonzero(todo)
+        cand = f32(rng.uniform(lo[idx], hi[idx]))
+        ok = ~inside_obstacle(cand, rects[idx], radius)
+        if keep is not None:
+            ok &= keep(cand, idx)
+        out[idx[ok]] = cand[ok]
+        todo[idx[ok]] = False
+    return out
+
+
 def wall_layer(rects: np.ndarray, centres: np.ndarray) -> np.ndarray:
     """Wall channels ``uint8 (B, H, W)``: 255 where a pixel's centre lies strictly inside a rectangle.
 

@@ -1,6 +1,6 @@
 """The maze world ``amia/Maze-v0``: a 3x3 grid of rooms joined by doors, for goals several rooms away.
 
-The testbed of H-JEPA and hierarchical planning (PAPER.md Sec. 4.6, 4.7; issue #5): the way to a goal three or
+The testbed of H-JEPA and hierarchical planning (Sec. 4.6, 4.7): the way to a goal three or
 more doors away snakes through the rooms, well beyond a flat planner's horizon. Agent, physics and rendering
 are those of the rooms worlds (``amia.envs.geometry``): a point of radius 1 drawn as a Gaussian blob, actions
 clipped per coordinate to ``max_step``, moves that would cross a wall stop at the wall.
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from amia.envs.geometry import PointWorld, f32, inside_obstacle, wall_layer
+from amia.envs.geometry import PointWorld, sample_free_points, wall_layer
 
 MAZE_STATE_NAMES = ("x", "y")
 SERPENTINE = ((0, 1), (1, 2), (2, 5), (5, 4), (4, 3), (3, 6), (6, 7), (7, 8))
@@ -210,15 +210,7 @@ class MazeWorld(PointWorld):
             cols, rows = room % s.grid, room // s.grid
             lo = np.stack([elo[cols], elo[rows]], axis=1) + r
             hi = np.stack([ehi[cols], ehi[rows]], axis=1) - r
-        out = np.zeros((n, 2))
-        todo = np.ones(n, dtype=bool)
-        while todo.any():
-            idx = np.flatnonzero(todo)
-            cand = f32(rng.uniform(lo[idx], hi[idx]))
-            ok = ~inside_obstacle(cand, rects[idx], r)
-            out[idx[ok]] = cand[ok]
-            todo[idx[ok]] = False
-        return out
+        return sample_free_points(rng, lo, hi, rects, r)
 
     def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict]:
         """Start every episode at a uniform free position."""

@@ -14,13 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from amia.envs.geometry import (
-    PointWorld,
-    f32,
-    first_hit_fraction,  # noqa: F401  (re-exported: it used to live here)
-    inside_obstacle,
-    wall_layer,
-)
+from amia.envs.geometry import PointWorld, f32, sample_free_points, wall_layer
 
 STATE_NAMES = ("x", "y", "wall_x", "door_y")
 
@@ -94,20 +88,13 @@ class RoomsWorld(PointWorld):
     def sample_free(self, rects: np.ndarray, rng: np.random.Generator, room: np.ndarray | None = None) -> np.ndarray:
         """Uniform free positions, one per rectangle set; ``room`` -1 / +1 picks left / right of the wall."""
         s = self.spec
-        n = rects.shape[0]
-        out = np.zeros((n, 2))
-        todo = np.ones(n, dtype=bool)
         lo, hi = s.border + s.agent_radius, s.size - s.border - s.agent_radius
-        while todo.any():
-            idx = np.flatnonzero(todo)
-            cand = f32(rng.uniform(lo, hi, size=(idx.size, 2)))
-            ok = ~inside_obstacle(cand, rects[idx], s.agent_radius)
-            if room is not None:
-                wall = (rects[idx, 4, 0] + rects[idx, 4, 2]) / 2
-                ok &= np.sign(cand[:, 0] - wall) == room[idx]
-            out[idx[ok]] = cand[ok]
-            todo[idx[ok]] = False
-        return out
+
+        def on_its_side(cand: np.ndarray, idx: np.ndarray) -> np.ndarray:
+            return np.sign(cand[:, 0] - (rects[idx, 4, 0] + rects[idx, 4, 2]) / 2) == room[idx]
+
+        return sample_free_points(rng, np.full(2, lo), np.full(2, hi), rects, s.agent_radius,
+                                  None if room is None else on_its_side)
 
     def reset(self, seed: int | None = None) -> tuple[np.ndarray, dict]:
         """Start every episode: a new layout (if random) and a uniform free position."""
