@@ -11,7 +11,8 @@ import pytest
 
 from amia.data import CollectConfig, DatasetError, TrajectoryWriter, WindowSampler, collect, read_info
 from amia.envs import STATE_NAMES, make_world
-from amia.envs.rooms import RoomsWorld, inside_obstacle, wall_rectangles
+from amia.envs.geometry import inside_obstacle
+from amia.envs.rooms import RoomsWorld, wall_rectangles
 
 MAX_STEP = 2.45
 

@@ -9,7 +9,8 @@ from moves import random_actions, segment_crosses_obstacle
 
 import amia  # noqa: F401  (registers the worlds with Gymnasium)
 from amia.envs import ENV_SPECS, env_spec, evaluation_set, make_world
-from amia.envs.rooms import RoomsWorld, inside_obstacle, wall_rectangles
+from amia.envs.geometry import inside_obstacle
+from amia.envs.rooms import RoomsWorld, wall_rectangles
 
 ENV_IDS = ["amia/TwoRooms-v0", "amia/Wall-v0"]
 CENTRES = np.arange(64) + 0.5
