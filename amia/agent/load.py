@@ -101,9 +101,10 @@ def frozen(module: torch.nn.Module, device: torch.device | str) -> torch.nn.Modu
 
 
 def build_actor(model: JEPA, cfg: AgentConfig, bound: float, device: torch.device | str = "cpu",
-                parts: dict | None = None, level2=None, critic2=None) -> Actor:
+                parts: dict | None = None, level2=None, critic2=None, **learning) -> Actor:
     """The actor that ``cfg`` describes, from trained parts already in memory (``parts``: ``policy``, ``critic``,
-    ``position`` as ``amia distill`` makes them; ``level2`` and ``critic2`` for hierarchical Mode-2)."""
+    ``position`` as ``amia distill`` makes them; ``level2`` and ``critic2`` for hierarchical Mode-2). ``learning``:
+    what a learning loop adds to a flat actor (``memory``, ``label_span``, ``first_episode``: ``FlatActor``)."""
     parts = {k: v for k, v in (parts or {}).items() if v is not None}
     task = cfg.task_config()
     needs = [("policy", cfg.mode == 1 or cfg.policy_init), ("critic", bool(cfg.critic_weight)),
@@ -113,13 +114,15 @@ def build_actor(model: JEPA, cfg: AgentConfig, bound: float, device: torch.devic
         raise AgentError(f"these settings need the run's {' and '.join(missing)} (run `amia distill` first)")
     model = frozen(model, device)
     if cfg.hierarchical:
+        if learning:
+            raise AgentError(f"hierarchical Mode-2 does not take {', '.join(learning)}")
         if level2 is None:
             raise AgentError("hierarchical Mode-2 needs the run's level 2 (`amia train --levels 2`)")
         return HierarchicalActor(model, frozen(level2, device), cfg.planner, cfg.hierarchy, bound=bound,
                                  critic2=None if critic2 is None else frozen(critic2, device))
-    parts = {k: (frozen(v, device) if isinstance(v, torch.nn.Module) else v) for k, v in parts.items()}
+    parts = {k: (v.to(device) if isinstance(v, torch.nn.Module) else v) for k, v in parts.items()}
     return FlatActor(model, task, cfg.planner, cfg.planning, bound, cfg.replan_every, cfg.policy_init,
-                     surprise=cfg.surprise, boredom=cfg.boredom, **parts)
+                     surprise=cfg.surprise, boredom=cfg.boredom, **parts, **learning)
 
 
 def load_agent(run_dir: str | Path, cfg: AgentConfig | None = None, device: str = "cpu",

@@ -26,8 +26,7 @@ import torch
 from tqdm import tqdm
 
 from amia.agent.episodes import run_episodes
-from amia.agent.flat import FlatActor
-from amia.agent.load import frozen
+from amia.agent.load import AgentConfig, build_actor, frozen
 from amia.agent.memory import ShortTermMemory
 from amia.cost.configurator import build_cost, configure
 from amia.envs import SUCCESS_RADIUS, evaluation_set, make_world, start_episodes
@@ -132,9 +131,10 @@ def _act_and_label(model: JEPA, env_id: str, cfg: DistillConfig, r: int, policy:
                    memory: ShortTermMemory, progress: bool) -> tuple[dict, float]:
     """Round ``r``: Mode-2 (round 0) or the policy (later rounds) on fresh training episodes, every state labelled
     by Mode-2 and written to memory; returns the labels and the behaviour's success rate."""
-    actor = FlatActor(model, configure("reach", mode=1 if r else 2), cfg.planner, cfg.planning,
-                      make_world(env_id, 1).spec.max_step, cfg.replan_every, policy=policy if r else None,
-                      position=position, memory=memory, label_span=cfg.label_span, first_episode=r * cfg.episodes)
+    acting = AgentConfig(planner=cfg.planner, mode=1 if r else 2, replan_every=cfg.replan_every, planning=cfg.planning)
+    actor = build_actor(model, acting, make_world(env_id, 1).spec.max_step, "cpu",
+                        {"policy": policy if r else None, "position": position}, memory=memory,
+                        label_span=cfg.label_span, first_episode=r * cfg.episodes)
     pairs = evaluation_set(env_id, cfg.episodes, cfg.seed + r)
     world, goal_obs = start_episodes(env_id, pairs)
     with tqdm(total=cfg.steps, desc=f"distill round {r + 1}/{cfg.rounds}", unit="step", disable=not progress) as bar:
