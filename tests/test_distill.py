@@ -82,7 +82,9 @@ def test_mode1_policy_init_critic_and_tasks_evaluate(distilled):
     assert entered <= avoid["steps_inside_region"] and (entered == 0) == (avoid["steps_inside_region"] == 0)
     assert avoid["success_rate"] <= np.mean(np.array(avoid["final_distance_px"]) < 4.5)  # entering the region fails
     away = evaluate(run, EvalConfig(**{**base.__dict__, "task": "keep_away"}), progress=False)
-    assert away["mean_min_point_distance_px"] >= 0 and away["ms_per_plan_median"] is None  # keep-away is not timed
+    assert away["ms_per_plan_median"] is None  # the moving point is not timed
+    if away["success_rate"] == 1.0:  # every episode kept at least the task's radius (12 px) from the point
+        assert away["mean_min_point_distance_px"] >= 12.0
 
 
 def test_cli_mode1_needs_a_distilled_policy(distilled, tmp_path, capsys):
