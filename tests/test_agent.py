@@ -60,9 +60,10 @@ def test_intrinsic_terms_have_no_trainable_parameters_and_training_leaves_them_u
     with pytest.raises(dataclasses.FrozenInstanceError):
         cost.intrinsic["goal"][1].goal = torch.zeros(4, 8)
     # every training loop that could touch them: critic fitting, policy fitting, gradient planning through the cost
-    from amia.training.distill import CriticConfig, fit_critic
+    from amia.training.critics import HindsightTD, fit_hindsight_critic
 
-    fit_critic(critic, torch.randn(64, 8), torch.randn(64, 8), torch.rand(64), CriticConfig(steps=20, batch_size=16))
+    fit_hindsight_critic(critic, torch.randn(64, 8), np.array([0, 32, 64]), 2, HindsightTD(), steps=20, batch_size=16,
+                         lr=1e-3)
     policy = Policy(PolicyConfig(hidden=16, layers=2, steps=20, batch_size=16), 8, 8, 2, 1.0)
     fit_policy(policy, torch.randn(64, 8), goal.repeat(16, 1), torch.rand(64, 2) - 0.5)
     rollout = lambda s0, a: s0[:, None] + torch.nn.functional.pad(a, (0, 6)).cumsum(1)

@@ -41,23 +41,14 @@ def test_read_by_time_and_by_key():
     assert mem.read(q, temperature=50.0).item() == pytest.approx(float(w @ mem.cost[:4]))
 
 
-def test_discounted_costs_by_hand():
-    mem = ShortTermMemory(capacity=10, state_dim=2)
-    # episode 0: t = 0..3 with costs 1, 2, 3, 4; episode 1: t = 5, 6 with costs 10, 0; written out of order
-    mem.write(torch.tensor([1, 0, 0]), torch.tensor([6, 2, 0]), torch.randn(3, 2), torch.tensor([0.0, 3.0, 1.0]))
-    mem.write(torch.tensor([0, 1, 0]), torch.tensor([3, 5, 1]), torch.randn(3, 2), torch.tensor([4.0, 10.0, 2.0]))
-    out = mem.discounted_costs(gamma=0.5)
-    # (1 - g) * (c_t + g c_t+1 + ... + g^k c_last / (1 - g)): the last entry stands for the rest of its episode
-    # t=3: 4; t=2: .5 * (3 + .5 * 8) = 3.5; t=1: .5 * (2 + 1.5 + .25 * 8) = 2.75; t=0: .5 * (1 + 1 + .75 + 1) = 1.875
-    expected = torch.tensor([1.875, 2.75, 3.5, 4.0, 5.0, 0.0])
-    assert torch.allclose(out["target"], expected)
-
-
-def test_a_gap_in_time_ends_a_run():
+def test_trajectories_sort_entries_and_cut_runs_at_gaps():
     mem = ShortTermMemory(capacity=10, state_dim=1)
-    mem.write(torch.zeros(3, dtype=torch.long), torch.tensor([0, 1, 5]), torch.zeros(3, 1), torch.tensor([1.0, 1.0, 7.0]))
-    out = mem.discounted_costs(gamma=0.5)
-    assert torch.allclose(out["target"], torch.tensor([1.0, 1.0, 7.0]))  # t=5 is not t=1's successor
+    # episode 0: t = 0, 1, 5 (a gap after 1); episode 1: t = 2, 3; written out of order
+    mem.write(torch.tensor([1, 0, 0]), torch.tensor([3, 5, 0]), torch.tensor([[13.0], [5.0], [0.0]]), torch.zeros(3))
+    mem.write(torch.tensor([0, 1]), torch.tensor([1, 2]), torch.tensor([[1.0], [12.0]]), torch.zeros(2))
+    out = mem.trajectories()
+    assert out["state"].flatten().tolist() == [0.0, 1.0, 5.0, 12.0, 13.0]
+    assert out["offsets"].tolist() == [0, 2, 3, 5]  # t=5 is not t=1's successor; episode 1 starts a run
 
 
 def test_bad_writes_are_clear_errors():

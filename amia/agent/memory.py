@@ -8,7 +8,7 @@ capacity: writes are batched, and the oldest entries are overwritten once it is 
 Retrieval is by time (``read_time``) and by key similarity in the key-value form of Sec. 4.9
 (``read``): ``Mem(q) = sum_j c_j v_j`` with ``c = softmax(-|k_j - q|^2 / temperature)``, the keys being
 the stored states and the values their intrinsic costs. The critic is trained from memory
-(``discounted_costs``), never from the dataset file (Sec. 3.3).
+(``trajectories``), never from the dataset file (Sec. 3.3).
 """
 
 from __future__ import annotations
@@ -116,28 +116,3 @@ class ShortTermMemory:
         cuts = torch.nonzero((ep[1:] != ep[:-1]) | (t[1:] != t[:-1] + 1)).flatten() + 1
         e["offsets"] = torch.cat([cuts.new_zeros(1), cuts, cuts.new_full((1,), ep.numel())])
         return e
-
-    def discounted_costs(self, gamma: float, imagined: bool = False) -> dict[str, torch.Tensor]:
-        """For every stored entry with a stored successor, the normalised discounted intrinsic cost observed from
-        it on: ``G[t] = (1 - gamma) * sum_k gamma^k IC(s[t + k])`` over the entries of its episode still in
-        memory (the last one stands for the rest of the episode). Returns ``state``, ``context`` and ``target``.
-        """
-        e = self.trajectories(imagined)
-        ep, t, c = e["episode"], e["t"], e["cost"]
-        n = ep.numel()
-        idx = torch.arange(n, device=ep.device)
-        cont = torch.zeros(n, dtype=torch.bool, device=ep.device)  # the next entry is this one's successor
-        cont[:-1] = (ep[1:] == ep[:-1]) & (t[1:] == t[:-1] + 1)
-        # pointer jumping: acc[i] sums gamma^k c[i + k] over the cnt[i] entries covered so far; ptr[i] is the
-        # first entry not yet covered (n, a sentinel, once the run's last entry is in)
-        acc = torch.cat([c, c.new_zeros(1)])
-        cnt = torch.cat([torch.ones(n, dtype=torch.long, device=ep.device), idx.new_zeros(1)])
-        ptr = torch.cat([torch.where(cont, idx + 1, torch.full_like(idx, n)), idx.new_full((1,), n)])
-        while bool((ptr[:n] != n).any()):
-            active = ptr != n
-            acc = torch.where(active, acc + gamma ** cnt.to(c.dtype) * acc[ptr], acc)
-            cnt, ptr = torch.where(active, cnt + cnt[ptr], cnt), torch.where(active, ptr[ptr], ptr)
-        acc, cnt = acc[:n], cnt[:n]
-        last = idx + cnt - 1  # the run's last stored entry stands for the rest of the episode: its cost forever
-        ret = acc + gamma ** cnt.to(c.dtype) * c[last] / (1 - gamma)
-        return {"state": e["state"], "context": e["context"], "target": (1 - gamma) * ret}

@@ -7,7 +7,7 @@ start: a warm plan from a policy stuck at a wall only confirms it); the policy i
 far (act, plan, distil: the DAgger form of Sec. 3.1.3). Every perceived state goes to the short-term memory with its
 intrinsic cost; the critic is then learned from memory only (never from the dataset file): by default the
 goal-conditioned critic of ``amia.training.critics`` (the discounted number of moves to any stored goal state, by TD
-over hindsight goals), or the discounted intrinsic cost observed later (``critic.kind=discounted``). Last, by
+over hindsight goals), the same rule as level 2's. Last, by
 default, the policy is *amortised* (``amortise``, ``amia.models.policy.fit_policy_to_energy``): starting from the
 label-fitted policy, it is trained to minimise Mode-2's own energy (goal distance over a short roll-out of the
 policy through the frozen predictor, plus the critic on its last state) on the states in memory. Training
@@ -40,7 +40,6 @@ from amia.models.policy import Policy, PolicyConfig
 from amia.models.probe import LinearProbe
 from amia.planning.planners import PlannerConfig
 from amia.training.critics import HindsightTD, fit_hindsight_critic
-from amia.training.fit import fit_regression
 from amia.training.policy import AmortiseConfig, fit_policy, fit_policy_to_energy
 
 STATE_FILE = "distill_state.safetensors"  # labels, memory and policy after each finished round: resume point
@@ -48,17 +47,11 @@ STATE_FILE = "distill_state.safetensors"  # labels, memory and policy after each
 
 @dataclass
 class CriticConfig(HindsightTD):
-    """The critic: how it learns (``kind``), its size and its fitting schedule.
+    """The critic: the goal-conditioned critic of ``amia.training.critics``, learned from the memory's
+    trajectories with any stored state as the goal: ``TC(s, g)`` is the discounted number of ``stride``-step
+    moves from ``s`` to ``g`` along the best path the memory shows (the reach task's cost of every step away from
+    the goal), with the TD settings of ``HindsightTD`` (``gamma`` per move); its size and fitting schedule."""
 
-    ``kind="hindsight"`` (default): the goal-conditioned critic of ``amia.training.critics``, learned from the
-    memory's trajectories with any stored state as the goal: ``TC(s, g)`` is the discounted number of
-    ``stride``-step moves from ``s`` to ``g`` along the best path the memory shows (the reach task's cost of
-    every step away from the goal), with the TD settings of ``HindsightTD`` (``gamma`` per move).
-    ``kind="discounted"``: regression of ``TC(s, goal)`` on the discounted goal distance observed later in
-    each episode (``ShortTermMemory.discounted_costs``, ``gamma`` per step), for the episode's own goal only.
-    """
-
-    kind: str = "hindsight"
     stride: int = 4
     hidden: int = 256
     layers: int = 3
@@ -68,8 +61,6 @@ class CriticConfig(HindsightTD):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.kind not in ("hindsight", "discounted"):
-            raise ValueError(f"critic.kind must be 'hindsight' or 'discounted', got {self.kind!r}")
         if self.stride < 1:
             raise ValueError(f"critic.stride must be >= 1, got {self.stride}")
 
@@ -104,22 +95,12 @@ class DistillConfig:
             raise ValueError("distill seed must not be 0: seed 0's start/goal pairs are the evaluation protocol's")
 
 
-def fit_critic(critic: Critic, states: torch.Tensor, contexts: torch.Tensor, targets: torch.Tensor,
-               cfg: CriticConfig, seed: int = 0) -> list[float]:
-    """Regress ``TC(s, c)`` onto discounted intrinsic costs (Sec. 3.3); returns the losses."""
-    return fit_regression(critic, (states, contexts), targets, cfg.steps, cfg.batch_size, cfg.lr, seed)
-
-
 def train_critic(memory: ShortTermMemory, dim: int, cfg: CriticConfig, seed: int = 0,
                  progress: bool = True) -> tuple[Critic, list[float], int]:
-    """The critic of ``cfg.kind``, fitted on the memory's perceived entries only; returns it, its losses and the
-    number of memory entries it learned from."""
+    """The critic, fitted on the memory's perceived trajectories only; returns it, its losses and the number of
+    memory entries it learned from."""
     torch.manual_seed(seed)
     critic = Critic(dim, dim, cfg.hidden, cfg.layers)
-    if cfg.kind == "discounted":
-        replay = memory.discounted_costs(cfg.gamma)
-        return critic, fit_critic(critic, replay["state"], replay["context"], replay["target"], cfg, seed), \
-            int(replay["target"].numel())
     runs = memory.trajectories()
     with tqdm(total=cfg.steps, desc="critic", unit="step", disable=not progress) as bar:
         losses = fit_hindsight_critic(critic, runs["state"], runs["offsets"].numpy(), cfg.stride, cfg, cfg.steps,
@@ -247,4 +228,4 @@ def _resume(path: Path, cfg: DistillConfig, policy: Policy, memory: ShortTermMem
     return min(len(meta["history"]), cfg.rounds)
 
 
-__all__ = ["CriticConfig", "DistillConfig", "amortise", "distill", "fit_critic", "train_critic"]
+__all__ = ["CriticConfig", "DistillConfig", "amortise", "distill", "train_critic"]
