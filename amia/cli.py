@@ -48,13 +48,21 @@ def _level2_config(args):
 
 
 def cmd_collect(args) -> None:
-    from amia.data import CollectConfig, collect
+    """amia's own worlds by their fast batched path; any other registered Gymnasium id through its vector API."""
+    from amia.data import CollectConfig, GymCollectConfig, collect, collect_gym
+    from amia.envs import ENV_SPECS
 
-    cfg = CollectConfig(episodes=args.episodes, steps=args.steps, policy=args.policy, seed=args.seed)
     if Path(args.out).exists() and not args.force:
         raise FileExistsError(f"{args.out} exists; pass --force to replace it")
-    path = collect(args.env, args.out, cfg, progress=not args.quiet)
-    print(f"wrote {cfg.episodes} episodes of {cfg.steps} steps to {path}")
+    if args.env in ENV_SPECS:
+        cfg = CollectConfig(episodes=args.episodes, steps=args.steps, policy=args.policy or "drift", seed=args.seed)
+        path = collect(args.env, args.out, cfg, progress=not args.quiet)
+    else:
+        cfg = GymCollectConfig(episodes=args.episodes, steps=args.steps, policy=args.policy or "smooth", seed=args.seed,
+                               image_size=args.image_size, num_envs=args.num_envs, vectorization=args.vectorization,
+                               repeat=args.repeat, imports=args.imports)
+        path = collect_gym(args.env, args.out, cfg, progress=not args.quiet)
+    print(f"wrote {cfg.episodes} episodes of at most {cfg.steps} steps to {path}")
 
 
 def cmd_train(args) -> None:
@@ -62,6 +70,10 @@ def cmd_train(args) -> None:
     from amia.infra import distributed
     from amia.training.world_model import finished_metrics, train
 
+    if args.env is None:  # the data's env, whatever it is; amia's default world when collecting
+        from amia.data import read_info
+
+        args.env = read_info(args.data).env_id if args.data else DEFAULT_ENV
     cfg, (cfg2, critic_cfg) = _train_config(args), _level2_config(args)  # refuse bad level2.* keys before training
     metrics = None
     if cfg2 is not None:  # a finished level 1 is not retrained (nor re-diagnosed): go straight to level 2
@@ -212,9 +224,10 @@ def cmd_info(args) -> None:
 
 
 def print_metrics(metrics: dict) -> None:
-    keys = [k for k in ("env_id", "steps", "train_seconds", "samples_per_s", "probe_r2", "probe_r2_layout",
-                        "pred_error_px_h16", "copy_error_px_h16", "embedding_std_min", "effective_rank",
-                        "success_rate", "strict_success_rate", "mean_final_distance_px", "ms_per_plan_median")
+    errors = sorted(k for k in metrics if k.startswith(("pred_error_", "copy_error_")))
+    keys = [k for k in ("env_id", "steps", "train_seconds", "samples_per_s", "probe", "probe_r2", "probe_r2_layout",
+                        *errors, "embedding_std_min", "effective_rank", "success_rate", "strict_success_rate",
+                        "mean_final_distance_px", "ms_per_plan_median")
             if k in metrics]
     width = max(map(len, keys))
     for k in keys:
@@ -234,11 +247,19 @@ def _rounds_arguments(parser, what: str, rounds: int, episodes: int, overrides: 
 
 def _collect_parser(sub) -> None:
     c = sub.add_parser("collect", help="collect reward-free trajectories into an HDF5 file")
-    c.add_argument("--env", default=DEFAULT_ENV, help="world id (default %(default)s)")
+    c.add_argument("--env", default=DEFAULT_ENV, help="amia world or any registered Gymnasium id (default %(default)s)")
+    c.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import MODULE first (it registers the env id; e.g. gym_pusht); may repeat")
     c.add_argument("--episodes", type=int, default=1000)
-    c.add_argument("--steps", type=int, default=100, help="actions per episode")
-    c.add_argument("--policy", default="drift",
-                   help="drift (PLDM random walk), uniform, or doors (half the episodes go through the door: rooms worlds)")
+    c.add_argument("--steps", type=int, default=100, help="actions per episode (longer episodes are cut into pieces)")
+    c.add_argument("--policy", help="amia worlds: drift (default; PLDM random walk), uniform, or doors (half the episodes "
+                                    "go through the door: rooms worlds); other envs: smooth (default; correlated noise), "
+                                    "random (uniform, held --repeat steps) or module:name (your own)")
+    c.add_argument("--repeat", type=int, default=1, help="steps each random action is held (--policy random)")
+    c.add_argument("--image-size", type=int, default=64, help="frames are resized to this square size (other envs)")
+    c.add_argument("--num-envs", type=int, default=8, help="copies of the env stepped at once (other envs)")
+    c.add_argument("--vectorization", choices=["sync", "async"], default="sync",
+                   help="Gymnasium vector mode: async runs each copy in its own process (other envs)")
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--out", required=True, help="trajectory file to write")
     c.add_argument("--force", action="store_true", help="replace an existing file")
@@ -248,7 +269,7 @@ def _collect_parser(sub) -> None:
 
 def _train_parser(sub) -> None:
     t = sub.add_parser("train", help="train a JEPA world model (collects data first when --data is not given)")
-    t.add_argument("--env", default=DEFAULT_ENV, help="world id (default %(default)s)")
+    t.add_argument("--env", help=f"world id (default: the --data file's env, else {DEFAULT_ENV})")
     t.add_argument("--data", help="trajectory file (default: collect RUN_DIR/data.h5)")
     t.add_argument("--out", required=True, help="run directory; rerunning the same command resumes it")
     t.add_argument("--config", help="YAML preset (see configs/)")

@@ -13,8 +13,9 @@ dataset              dtype, shape               meaning
 ``episode_offsets``  int64 (E + 1,)             episode ``e`` is frames ``offsets[e]:offsets[e+1]``
 ===================  =========================  =================================================
 
-File attributes: ``format = "amia.trajectories"``, ``version = 1``, ``env_id``, ``state_names`` (JSON list),
-``meta`` (JSON: collection policy, seed, ...).
+File attributes: ``format = "amia.trajectories"``, ``version = 1``, ``env_id``, ``state_names`` (JSON list; may be
+empty, with ``state`` of shape ``(N, 0)``, when the world exposes no true state), ``meta`` (JSON: collection policy,
+seed, ...) and, optionally, ``action_low`` / ``action_high`` (JSON lists of ``A`` numbers: the action box).
 """
 
 from __future__ import annotations
@@ -45,13 +46,15 @@ class DatasetInfo:
     state_names: tuple[str, ...]
     episode_offsets: np.ndarray
     meta: dict
+    action_low: tuple[float, ...] | None = None
+    action_high: tuple[float, ...] | None = None
 
 
 class TrajectoryWriter:
     """Writes episodes to a new trajectory file; the file appears at ``path`` only when closed whole."""
 
     def __init__(self, path: str | os.PathLike, env_id: str, obs_shape, action_dim: int,
-                 state_names, meta: dict | None = None):
+                 state_names, meta: dict | None = None, action_low=None, action_high=None):
         self.path = Path(path)
         self.tmp = self.path.with_name(self.path.name + ".partial")
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -59,10 +62,13 @@ class TrajectoryWriter:
         self.f.create_dataset("obs", (0, *obs_shape), np.uint8, maxshape=(None, *obs_shape),
                               chunks=(64, *obs_shape), compression="lzf")
         self.f.create_dataset("action", (0, action_dim), np.float32, maxshape=(None, action_dim), chunks=(1024, action_dim))
-        self.f.create_dataset("state", (0, len(state_names)), np.float32, maxshape=(None, len(state_names)),
-                              chunks=(1024, len(state_names)))
+        self.f.create_dataset("state", (0, len(state_names)), np.float32, maxshape=(None, None),
+                              chunks=(1024, max(len(state_names), 1)))
         self.f.attrs.update(format=FORMAT, version=VERSION, env_id=env_id,
                             state_names=json.dumps(list(state_names)), meta=json.dumps(meta or {}))
+        for name, bound in (("action_low", action_low), ("action_high", action_high)):
+            if bound is not None:
+                self.f.attrs[name] = json.dumps([float(v) for v in np.broadcast_to(bound, (action_dim,))])
         self.offsets = [0]
 
     def add_batch(self, obs: np.ndarray, action: np.ndarray, state: np.ndarray) -> None:
@@ -134,8 +140,24 @@ def read_info(path: str | os.PathLike) -> DatasetInfo:
         except (TypeError, ValueError):
             meta = None
         _expect(isinstance(meta, dict), path, f"attribute 'meta' should be a JSON object, got {f.attrs.get('meta')!r}")
+        low, high = (_action_bound(f, path, name, act.shape[1]) for name in ("action_low", "action_high"))
+        _expect(low is None or high is None or all(a < b for a, b in zip(low, high)), path,
+                f"attribute 'action_low' {low} should lie below 'action_high' {high} in every dimension")
         return DatasetInfo(path, str(f.attrs.get("env_id", "")), n, offsets.size - 1, tuple(obs.shape[1:]),
-                           act.shape[1], tuple(names), offsets, meta)
+                           act.shape[1], tuple(names), offsets, meta, low, high)
+
+
+def _action_bound(f: h5py.File, path: str, name: str, action_dim: int) -> tuple[float, ...] | None:
+    """The optional attribute ``action_low`` or ``action_high``: a JSON list of ``action_dim`` finite numbers."""
+    if name not in f.attrs:
+        return None
+    try:
+        values = json.loads(f.attrs[name])
+        ok = isinstance(values, list) and len(values) == action_dim and bool(np.all(np.isfinite(values)))
+    except (TypeError, ValueError):
+        ok = False
+    _expect(ok, path, f"attribute {name!r} should be a JSON list of {action_dim} finite numbers, got {f.attrs[name]!r}")
+    return tuple(float(v) for v in values)
 
 
 def split_episodes(episodes: int, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:

@@ -1,4 +1,5 @@
-"""Collection policies: map the current true states to actions, for many episodes at once."""
+"""Collection policies, for many episodes at once: the built-in worlds' walks map true states to actions; the box
+policies act in any Gymnasium ``Box`` action space; ``load_policy("module:name")`` brings a user's own."""
 
 from __future__ import annotations
 
@@ -81,3 +82,60 @@ class DoorSeekingWalk:
 
 
 POLICIES = {"drift": DriftingRandomWalk, "uniform": UniformRandom, "doors": DoorSeekingWalk}
+
+
+@dataclass
+class BoxRandom:
+    """Uniform actions in the box ``[low, high]`` (per dimension), each held for ``repeat`` steps."""
+
+    low: np.ndarray
+    high: np.ndarray
+    repeat: int = 1
+
+    def reset(self, num_envs: int, rng: np.random.Generator) -> None:
+        self.num_envs, self.t = num_envs, 0
+
+    def __call__(self, obs, rng: np.random.Generator) -> np.ndarray:
+        if self.t % self.repeat == 0:
+            self.action = rng.uniform(self.low, self.high, size=(self.num_envs, len(self.low)))
+        self.t += 1
+        return self.action
+
+
+@dataclass
+class BoxSmooth:
+    """Temporally smooth noise in the box: ``x <- rho x + sqrt(1 - rho^2) N(0, 1)`` per dimension, and the action
+    ``mid + half * tanh(x)``, so that consecutive actions agree (``rho`` near 1) and explore further than white noise."""
+
+    low: np.ndarray
+    high: np.ndarray
+    rho: float = 0.9
+
+    def reset(self, num_envs: int, rng: np.random.Generator) -> None:
+        self.x = rng.standard_normal((num_envs, len(self.low)))
+
+    def __call__(self, obs, rng: np.random.Generator) -> np.ndarray:
+        self.x = self.rho * self.x + np.sqrt(1 - self.rho**2) * rng.standard_normal(self.x.shape)
+        mid, half = (self.high + self.low) / 2, (self.high - self.low) / 2
+        return mid + half * np.tanh(self.x)
+
+
+BOX_POLICIES = {"random": BoxRandom, "smooth": BoxSmooth}
+
+
+def load_policy(spec: str, action_space):
+    """A user's collection policy named ``module:name``: a callable ``(obs, rng) -> actions (B, A)``, or a class
+    built as ``cls(action_space)`` whose instances are; an optional ``reset(num_envs, rng)`` is called first."""
+    import importlib
+
+    module, _, name = spec.partition(":")
+    if not module or not name:
+        raise ValueError(f"policy {spec!r}: expected 'module:name' or one of {sorted(BOX_POLICIES)}")
+    try:
+        obj = getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError) as e:
+        raise ValueError(f"policy {spec!r}: cannot load it ({e})") from None
+    policy = obj(action_space) if isinstance(obj, type) else obj
+    if not callable(policy):
+        raise ValueError(f"policy {spec!r}: expected a callable (obs, rng) -> actions, got {type(policy).__name__}")
+    return policy

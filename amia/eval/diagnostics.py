@@ -24,37 +24,58 @@ def draw_windows(sampler: WindowSampler, count: int, offset: int = 0) -> dict[st
     return {k: np.concatenate([b[k] for b in batches])[:count] for k in batches[0]}
 
 
+POSITION = ("x", "y")  # the first state columns of amia's worlds: the agent's position in pixels
+
+
 @torch.no_grad()
 def representation_report(model: JEPA, train: WindowSampler, val: WindowSampler, device: torch.device,
-                          probe_windows: int = 1024, val_windows: int = 512, horizon: int = 16) -> dict:
-    """Fit a linear probe on training windows, then score states and ``horizon``-step predictions on held-out ones.
+                          probe_windows: int = 1024, val_windows: int = 512, horizon: int = 16,
+                          state_names: tuple[str, ...] = POSITION) -> dict:
+    """Score states and ``horizon``-step predictions on held-out windows; probe the true state where there is one.
 
-    Returns ``probe_r2`` (agent x, y), ``probe_r2_layout`` (wall x, door y; where the state has them and they vary),
-    ``pred_error_px_h{horizon}``, ``copy_error_px_h{horizon}``, ``embedding_std`` (per dimension),
-    ``embedding_std_min``, ``effective_rank``.
+    Always: ``pred_error_repr_h{h}`` / ``copy_error_repr_h{h}`` (mean distance in representation space from the
+    predicted / the first state to the encoded frame ``h`` steps on), ``embedding_std`` (per dimension),
+    ``embedding_std_min`` and ``effective_rank`` (the collapse alarms). With a state whose first columns are the
+    agent's ``x, y`` (``state_names``): ``probe_r2`` and the same errors in pixels through a linear probe fitted on
+    training windows, plus ``probe_r2_layout`` (the other columns, where they vary). With another state:
+    ``probe_r2`` of all its columns. With none: ``probe`` says it was skipped.
     """
     was_training = model.training
     model.eval()
-    tr = draw_windows(train, probe_windows, offset=10_000_019)
-    s_tr = encode_frames(model.encoder, tr["obs"], device).flatten(0, 1)
-    y_tr = torch.from_numpy(tr["state"]).flatten(0, 1)
-    probe = LinearProbe.fit(s_tr, y_tr[:, :2])
     va = draw_windows(val, val_windows, offset=20_000_003)
     s_va = encode_frames(model.encoder, va["obs"], device)
-    y_va = torch.from_numpy(va["state"])
-    report = {"probe_r2": r2_score(probe(s_va.flatten(0, 1)), y_va.flatten(0, 1)[:, :2])}
-    if y_tr.shape[1] > 2 and y_tr[:, 2:].std(0).min() > 1e-3:  # the maze's state is (x, y) only
-        layout = LinearProbe.fit(s_tr, y_tr[:, 2:])
-        report["probe_r2_layout"] = r2_score(layout(s_va.flatten(0, 1)), y_va.flatten(0, 1)[:, 2:])
     h = min(horizon, va["action"].shape[1])
-    pred = model.predictor.rollout(s_va[:, 0].to(device), torch.from_numpy(va["action"][:, :h]).to(device))[:, -1]
-    target = y_va[:, h, :2]
-    report[f"pred_error_px_h{h}"] = float((probe(pred.cpu()) - target).norm(dim=-1).mean())
-    report[f"copy_error_px_h{h}"] = float((probe(s_va[:, 0]) - target).norm(dim=-1).mean())
+    pred = model.predictor.rollout(s_va[:, 0].to(device), torch.from_numpy(va["action"][:, :h]).to(device))[:, -1].cpu()
+    report = {f"pred_error_repr_h{h}": float((pred - s_va[:, h]).norm(dim=-1).mean()),
+              f"copy_error_repr_h{h}": float((s_va[:, 0] - s_va[:, h]).norm(dim=-1).mean())}
+    if va["state"].shape[-1] == 0:
+        report["probe"] = "skipped: the data has no true state"
+    else:
+        tr = draw_windows(train, probe_windows, offset=10_000_019)
+        s_tr = encode_frames(model.encoder, tr["obs"], device).flatten(0, 1)
+        report.update(_probe_report(s_tr, torch.from_numpy(tr["state"]).flatten(0, 1), s_va, pred,
+                                    torch.from_numpy(va["state"]), h, tuple(state_names[:2]) == POSITION))
     std = s_va.flatten(0, 1).std(0)
     report.update(embedding_std=[round(float(v), 4) for v in std], embedding_std_min=float(std.min()),
                   effective_rank=effective_rank(s_va.flatten(0, 1)))
     model.train(was_training)
+    return report
+
+
+def _probe_report(s_tr: torch.Tensor, y_tr: torch.Tensor, s_va: torch.Tensor, pred: torch.Tensor, y_va: torch.Tensor,
+                  h: int, positional: bool) -> dict:
+    """Linear probes of the true state: the agent's position (and the layout) in amia's worlds, else every column."""
+    if not positional:
+        probe = LinearProbe.fit(s_tr, y_tr)
+        return {"probe_r2": r2_score(probe(s_va.flatten(0, 1)), y_va.flatten(0, 1))}
+    probe = LinearProbe.fit(s_tr, y_tr[:, :2])
+    report = {"probe_r2": r2_score(probe(s_va.flatten(0, 1)), y_va.flatten(0, 1)[:, :2])}
+    if y_tr.shape[1] > 2 and y_tr[:, 2:].std(0).min() > 1e-3:  # the maze's state is (x, y) only
+        layout = LinearProbe.fit(s_tr, y_tr[:, 2:])
+        report["probe_r2_layout"] = r2_score(layout(s_va.flatten(0, 1)), y_va.flatten(0, 1)[:, 2:])
+    target = y_va[:, h, :2]
+    report[f"pred_error_px_h{h}"] = float((probe(pred) - target).norm(dim=-1).mean())
+    report[f"copy_error_px_h{h}"] = float((probe(s_va[:, 0]) - target).norm(dim=-1).mean())
     return report
 
 

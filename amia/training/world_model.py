@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from amia.data.collect import CollectConfig, collect
@@ -118,23 +119,29 @@ def _prepare_run(env_id: str, out: Path, cfg: TrainConfig, data: str | None) -> 
     atomic_write_text(path, json.dumps(wanted, indent=2))
 
 
-def _check_data(env_id: str, data_path: Path) -> DatasetInfo:
-    """The ``DatasetInfo`` of a trajectory file; ``RunError`` if it is missing or from another env."""
+def _check_data(env_id: str | None, data_path: Path) -> DatasetInfo:
+    """The ``DatasetInfo`` of a trajectory file; ``RunError`` if it is missing or from another env than ``env_id``
+    (``None``: any)."""
     if not data_path.exists():
         raise RunError(f"--data {data_path}: no such file")
     info = read_info(data_path)
-    if info.env_id != env_id:
+    if env_id is not None and info.env_id != env_id:
         raise RunError(f"{data_path} was collected in {info.env_id!r}, but --env is {env_id!r}")
     return info
 
 
-def _data(env_id: str, out: Path, cfg: TrainConfig, data: str | None, progress: bool) -> DatasetInfo:
-    """Bind the run directory to its settings and data, collecting the data first when none was given."""
+def _data(env_id: str | None, out: Path, cfg: TrainConfig, data: str | None, progress: bool) -> DatasetInfo:
+    """Bind the run directory to its settings and data, collecting the data first when none was given (only
+    amia's own worlds collect here; any other env's data comes with ``data``, whose env is the run's when
+    ``env_id`` is ``None``)."""
     distributed, rank = dist_utils.is_distributed(), dist_utils.rank()
-    env_spec(env_id)
     data_path = Path(data) if data else out / DATA
     if data:  # refuse a bad --data before config.json binds the run directory to it
-        _check_data(env_id, data_path)
+        env_id = _check_data(env_id, data_path).env_id
+    elif env_id is None:
+        raise ValueError("train needs an env id or a data file")
+    elif not data_path.exists():
+        env_spec(env_id)
     if rank == 0:
         _prepare_run(env_id, out, cfg, data)
     if distributed:
@@ -147,6 +154,14 @@ def _data(env_id: str, out: Path, cfg: TrainConfig, data: str | None, progress: 
     return _check_data(env_id, data_path)
 
 
+def action_box(info: DatasetInfo) -> dict:
+    """The action bounds per dimension that a data file declares (``action_low``, ``action_high``); nothing for
+    files that declare none (amia's worlds: their spec's ``max_step``)."""
+    if info.action_low is None or info.action_high is None:
+        return {}
+    return {"action_low": list(info.action_low), "action_high": list(info.action_high)}
+
+
 def _device(device: str, distributed: bool) -> torch.device:
     if device.startswith("cuda") and distributed:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
@@ -154,11 +169,23 @@ def _device(device: str, distributed: bool) -> torch.device:
     return torch.device(device)
 
 
-def train(env_id: str, out: str | Path, cfg: TrainConfig | None = None, data: str | None = None,
+def _samplers(info: DatasetInfo, cfg: TrainConfig) -> tuple[WindowSampler, tuple[WindowSampler, WindowSampler]]:
+    """Training windows, then the diagnostics' windows from training and held-out episodes (16 steps where the
+    episodes are long enough)."""
+    train_eps, val_eps = split_episodes(info.episodes, cfg.val_fraction)
+    sampler = WindowSampler(info.path, cfg.window, cfg.batch_size, train_eps, cfg.chunk_frames, seed=cfg.seed)
+    diag_steps = max(cfg.window, min(16, int(np.diff(info.episode_offsets).max()) - 1))
+    probe_sampler = WindowSampler(info.path, diag_steps, 256, train_eps, cfg.chunk_frames, seed=cfg.seed + 1)
+    val_sampler = WindowSampler(info.path, diag_steps, 256, val_eps, cfg.chunk_frames, seed=cfg.seed + 2)
+    return sampler, (probe_sampler, val_sampler)
+
+
+def train(env_id: str | None, out: str | Path, cfg: TrainConfig | None = None, data: str | None = None,
           device: str = "cpu", progress: bool = True, stop_after: int | None = None) -> dict:
     """Train (or resume) a JEPA world model in ``out``; returns the final metrics (also in ``metrics.json``).
 
-    ``stop_after`` stops the run as an interruption would, once that many steps are done (used by tests).
+    ``env_id=None`` with ``data``: the data's env, any one (action size and bounds from the file). ``stop_after``
+    stops the run as an interruption would, once that many steps are done (used by tests).
     """
     cfg, out = cfg or TrainConfig(), Path(out)
     distributed = dist_utils.init_from_env(device)
@@ -166,31 +193,30 @@ def train(env_id: str, out: str | Path, cfg: TrainConfig | None = None, data: st
     dev = _device(device, distributed)
     set_threads(cfg.threads, int(os.environ.get("LOCAL_WORLD_SIZE", world)))
     info = _data(env_id, out, cfg, data, progress)
-    train_eps, val_eps = split_episodes(info.episodes, cfg.val_fraction)
-    sampler = WindowSampler(info.path, cfg.window, cfg.batch_size, train_eps, cfg.chunk_frames, seed=cfg.seed)
-    diag_steps = max(cfg.window, 16)
-    probe_sampler = WindowSampler(info.path, diag_steps, 256, train_eps, cfg.chunk_frames, seed=cfg.seed + 1)
-    val_sampler = WindowSampler(info.path, diag_steps, 256, val_eps, cfg.chunk_frames, seed=cfg.seed + 2)
+    env_id, sampler, (probe_sampler, val_sampler) = info.env_id, *_samplers(info, cfg)
 
     torch.manual_seed(cfg.seed)
     model = JEPA(cfg.jepa, info.obs_shape, info.action_dim).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loop = TrainingLoop("train", out / CHECKPOINT, model, opt, cfg.steps,
-                        {"env_id": env_id, "obs_shape": list(info.obs_shape), "action_dim": info.action_dim},
+                        {"env_id": env_id, "obs_shape": list(info.obs_shape), "action_dim": info.action_dim,
+                         **action_box(info)},
                         out, cfg.log_every, cfg.checkpoint_every, progress, main=rank == 0)
     loop.resume()
-    ddp = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
-    logger = loop.logger
+    ddp, logger = torch.nn.parallel.DistributedDataParallel(model) if distributed else model, loop.logger
 
     def loss(step: int) -> dict:
         batch = sampler.batch(step, rank)
         return ddp(torch.from_numpy(batch["obs"]).to(dev), torch.from_numpy(batch["action"]).to(dev),
                    seed=cfg.seed * 1_000_003 + step)
 
+    def diagnose() -> dict:
+        return representation_report(model, probe_sampler, val_sampler, dev, val_windows=cfg.diag_windows,
+                                     state_names=info.state_names)
+
     def validate(step: int) -> None:
         if cfg.val_every and step % cfg.val_every == 0 and step < cfg.steps and rank == 0:
-            logger.log(step, "val", _scalars(representation_report(model, probe_sampler, val_sampler, dev,
-                                                                    val_windows=cfg.diag_windows)))
+            logger.log(step, "val", _scalars(diagnose()))
 
     def agree(stopping: bool) -> bool:
         if not distributed:
@@ -205,10 +231,10 @@ def train(env_id: str, out: str | Path, cfg: TrainConfig | None = None, data: st
                       stop_after=stop_after)
     if halted is not None or rank != 0:
         return halted or {}
-    report = representation_report(model, probe_sampler, val_sampler, dev, val_windows=cfg.diag_windows)
+    report = diagnose()
     logger.log(loop.step, "final", _scalars(report))
     logger.close()
-    metrics = {"env_id": env_id, "steps": loop.step, "train_seconds": round(loop.seconds, 1),
+    metrics = {"env_id": env_id, **action_box(info), "steps": loop.step, "train_seconds": round(loop.seconds, 1),
                "samples_per_s": round(loop.step * frames / max(loop.seconds, 1e-9), 1), "world_size": world,
                "device": str(dev), "seed": cfg.seed, "git_rev": git_revision(), "machine": machine(), **report}
     atomic_write_text(out / METRICS, json.dumps(metrics, indent=2))
