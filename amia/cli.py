@@ -139,6 +139,8 @@ def cmd_eval(args) -> None:
     from amia.infra.run_dir import read_config
     from amia.planning.planners import PLANNERS
 
+    if args.protocol == "goal-frame":
+        return cmd_eval_goal_frame(args)
     base = _config(EvalConfig, args, args.overrides, episodes=args.episodes, seed=args.seed, task=args.task,
                    mode=args.mode, policy_init=args.policy_init or None, critic_weight=args.critic_weight,
                    hierarchical=args.hierarchical or None,
@@ -168,6 +170,25 @@ def cmd_eval(args) -> None:
         if not write_gif(args.gif, actor, env, cfg, data):
             print(f"note: {data} not found; the GIF shows no planned positions")
         print(f"wrote {args.gif}")
+
+
+def cmd_eval_goal_frame(args) -> None:
+    """``amia eval --protocol goal-frame``: starts from held-out trajectories, goals ``--offset`` steps ahead."""
+    from amia.agent.load import AgentConfig
+    from amia.eval.goal_frame import GoalFrameConfig, goal_frame
+
+    agent = _config(AgentConfig, args, args.overrides, task=args.task, mode=args.mode,
+                    policy_init=args.policy_init or None, critic_weight=args.critic_weight,
+                    hierarchical=args.hierarchical or None, planner=args.planner)
+    cfg = GoalFrameConfig(episodes=args.episodes or 100, seed=args.seed if args.seed is not None else 0,
+                          offset=args.offset, budget=args.budget)
+    r = {**goal_frame(args.run, cfg, agent, args.data, args.device, args.imports, progress=not args.quiet),
+         "overrides": args.overrides, "config_file": args.config}
+    print(f"{r['env']} goal-frame (offset {cfg.offset}, budget {cfg.budget}, {cfg.episodes} episodes, seed {cfg.seed}): "
+          f"success {r['success_rate']:.3f} [{r['criterion']}]; {r['ms_per_plan_median']} ms per plan")
+    if args.json:
+        Path(args.json).write_text(json.dumps(r, indent=2))
+        print(f"wrote {args.json}")
 
 
 def print_results(results: list[dict], env: str, cfg) -> None:
@@ -326,7 +347,15 @@ def _eval_parser(sub) -> None:
                         "settings: hierarchy.KEY=value overrides (amia.agent.hierarchical.HierarchyConfig)")
     e.add_argument("--critic-weight", type=float, help="weight v of the critic term (default 0)")
     e.add_argument("--env", help="world (default: the one the model was trained on)")
-    e.add_argument("--episodes", type=int, help="episodes (default 200)")
+    e.add_argument("--protocol", choices=["start-goal", "goal-frame"], default="start-goal",
+                   help="start-goal: amia's seeded start/goal pairs (default); goal-frame: start from a held-out "
+                        "trajectory, reach its frame --offset steps later within --budget steps (any env with hooks)")
+    e.add_argument("--data", help="goal-frame: trajectory file (default: the run's data, its held-out episodes)")
+    e.add_argument("--offset", type=int, default=25, help="goal-frame: steps from start to goal (default 25)")
+    e.add_argument("--budget", type=int, default=50, help="goal-frame: steps the agent may take (default 50)")
+    e.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
+                   help="import MODULE first (it registers the env and its hooks)")
+    e.add_argument("--episodes", type=int, help="episodes (default 200; goal-frame 100)")
     e.add_argument("--seed", type=int, help="start/goal seed (default 0: the standard set)")
     e.add_argument("--device", default="cpu")
     e.add_argument("--json", help="write the results here")

@@ -9,7 +9,6 @@ the observation carries is stored as ``state``. Episodes that run past ``steps``
 
 from __future__ import annotations
 
-import importlib
 import os
 from dataclasses import asdict, dataclass, field
 
@@ -19,7 +18,8 @@ from tqdm import tqdm
 
 from amia.data.dataset import TrajectoryWriter
 from amia.data.policies import BOX_POLICIES, load_policy
-from amia.envs.pixels import frame_source, resize_frames, state_of
+from amia.envs.gym_world import import_modules, inspect_env
+from amia.envs.pixels import resize_frames, state_of
 
 
 @dataclass
@@ -52,33 +52,16 @@ class GymCollectConfig:
             raise ValueError(f"collect policy {self.policy!r}: expected one of {sorted(BOX_POLICIES)} or 'module:name'")
 
 
-def import_modules(names: list[str]) -> None:
-    """Import the modules that register environments (e.g. ``gym_pusht``); a clear error naming a missing one."""
-    for name in names:
-        try:
-            importlib.import_module(name)
-        except ImportError as e:
-            raise ValueError(f"--import {name}: cannot import it ({e})") from None
-
-
-def inspect_env(env_id: str, cfg: GymCollectConfig) -> tuple[str, gym.spaces.Box, gym.spaces.Space]:
+def check_env(env_id: str, cfg: GymCollectConfig) -> tuple[str, gym.spaces.Box, gym.spaces.Space]:
     """Where the frames of ``env_id`` come from, its action box and its observation space; clear errors for an
     unknown id, a non-``Box`` action space or an unbounded one."""
     import_modules(cfg.imports)
-    try:
-        env = gym.make(env_id, **cfg.env_kwargs)
-    except gym.error.Error as e:
-        raise ValueError(f"--env {env_id}: {e}") from None
-    try:
-        source = frame_source(env.observation_space, list(env.metadata.get("render_modes", [])), env_id)
-        space = env.action_space
-    finally:
-        env.close()
+    source, space, obs_space = inspect_env(env_id, **cfg.env_kwargs)
     if not isinstance(space, gym.spaces.Box):
         raise ValueError(f"{env_id}: action space {space} is not a Box; amia plans continuous actions")
     if not (np.all(np.isfinite(space.low)) and np.all(np.isfinite(space.high))):
         raise ValueError(f"{env_id}: action space {space} is unbounded; expected finite low and high")
-    return source, space, env.observation_space
+    return source, space, obs_space
 
 
 def make_policy(cfg: GymCollectConfig, space: gym.spaces.Box):
@@ -110,7 +93,7 @@ def collect_gym(env_id: str, out: str | os.PathLike, cfg: GymCollectConfig | Non
     """Collect ``cfg.episodes`` pieces from ``env_id`` into the trajectory file ``out`` (atomic: the file appears
     only when whole)."""
     cfg = cfg or GymCollectConfig()
-    source, space, obs_space = inspect_env(env_id, cfg)
+    source, space, obs_space = check_env(env_id, cfg)
     envs = gym.make_vec(env_id, cfg.num_envs, vectorization_mode=cfg.vectorization,
                         vector_kwargs={"autoreset_mode": gym.vector.AutoresetMode.NEXT_STEP},
                         render_mode="rgb_array" if source == "render" else None, **cfg.env_kwargs)
@@ -180,4 +163,4 @@ def _run(envs, obs, frames, states, policy, rng, space, source, obs_space, cfg: 
                     pieces.start(i, frames[i], states[i])
 
 
-__all__ = ["GymCollectConfig", "collect_gym", "import_modules", "inspect_env", "make_policy"]
+__all__ = ["GymCollectConfig", "check_env", "collect_gym", "make_policy"]

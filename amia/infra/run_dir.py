@@ -77,7 +77,8 @@ def weights_fingerprint(model: nn.Module) -> str:
 
 
 def load_model(run_dir: str | Path, device: str = "cpu") -> tuple[JEPA, dict]:
-    """The trained world model of a run (weights from its checkpoint, eval mode) and its ``config.json``."""
+    """The trained world model of a run (weights from its checkpoint, eval mode) and its ``config.json``, with the
+    action box (``action_low``, ``action_high``) where the data declared one."""
     saved = read_config(run_dir)
     try:
         cfg = from_dict(JEPAConfig, saved["train"].get("jepa", {}), prefix="train.jepa.")
@@ -87,7 +88,7 @@ def load_model(run_dir: str | Path, device: str = "cpu") -> tuple[JEPA, dict]:
     tensors, meta, _ = read_checkpoint(path)
     model = JEPA(cfg, tuple(meta["obs_shape"]), meta["action_dim"])
     load_weights(model, tensors, path)
-    return model.to(device).eval(), saved
+    return model.to(device).eval(), {**saved, **{k: meta[k] for k in ("action_low", "action_high") if k in meta}}
 
 
 def finished_level1(run_dir: str | Path, device: str = "cpu") -> tuple[JEPA, dict]:
