@@ -85,6 +85,8 @@ for _id, _spec in ENV_SPECS.items():
     if _id not in gym.registry:
         gym.register(_id, entry_point="amia.envs.gym_env:RoomsEnv", kwargs={"spec": _spec},
                      max_episode_steps=_spec.max_steps)
+if "amia/PushT-v0" not in gym.registry:  # gym-pusht's PushT seen as pixels + true state (amia.envs.pusht)
+    gym.register("amia/PushT-v0", entry_point="amia.envs.pusht:PushTPixels", max_episode_steps=300)
 
 __all__ = [
     "ENV_SPECS", "MAZE_STATE_NAMES", "STATE_NAMES", "STRICT_SUCCESS_RADIUS", "SUCCESS_RADIUS", "MazeSpec", "MazeWorld",

@@ -4,7 +4,7 @@ The protocol starts each episode from a state of a held-out trajectory and asks 
 the same trajectory showed ``offset`` steps later. It needs, for each family of environments, ``set_state(env,
 state) -> obs`` (the recorded ``state`` is what collection stored: ``amia.envs.pixels.state_of`` of the
 observation) and ``success(reached, goal) -> bool per episode`` on such states, with the criterion in words.
-``register_hooks`` adds a family; amia's worlds and ``Pendulum-v1`` come with theirs.
+``register_hooks`` adds a family; amia's worlds, ``Pendulum-v1`` and ``amia/PushT-v0`` come with theirs.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import gymnasium as gym
 import numpy as np
 
-from amia.envs import ENV_SPECS, SUCCESS_RADIUS
+from amia.envs import ENV_SPECS, SUCCESS_RADIUS, pusht
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,9 @@ HOOKS: dict[str, EnvHooks] = {
     **{env_id: EnvHooks(_reset_to_state, _within_radius, f"final position within {SUCCESS_RADIUS} px of the goal's")
        for env_id in ENV_SPECS},
     "Pendulum-v1": EnvHooks(_pendulum_set_state, _pendulum_success, "final angle within 0.3 rad of the goal's"),
+    pusht.PUSHT_ID: EnvHooks(pusht.set_state, pusht.success,
+                             f"block within {pusht.POSITION_TOLERANCE:g} units and {pusht.ANGLE_TOLERANCE:.4f} rad "
+                             "(pi/9) of the goal's pose"),
 }
 
 
