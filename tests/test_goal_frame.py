@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from amia.agent.action_box import ActionBox, BoxedActor, BoxedPredictor
+from amia.agent.action_box import ActionBox, BoxedActor
 from amia.data import GymCollectConfig, TrajectoryWriter, collect, collect_gym
 from amia.data.collect import CollectConfig
 from amia.envs.gym_world import GymWorld
@@ -82,7 +82,6 @@ def test_pairs_come_from_one_trajectory_offset_steps_apart(tmp_path):
 
 def test_the_action_box_maps_planned_actions_into_any_box():
     box = ActionBox((0.0, 10.0), (2.0, 30.0))
-    assert box.bound is None and ActionBox.symmetric(2.45, 2).bound == 2.45
     with pytest.raises(ValueError, match="low < high"):
         ActionBox((1.0,), (1.0,))
 
@@ -97,16 +96,13 @@ def test_the_action_box_maps_planned_actions_into_any_box():
 
     assert BoxedActor(Fixed(), box).act(None).tolist() == [[0.0, 30.0], [1.0, 25.0]]
 
-    class Adder(torch.nn.Module):
-        def forward(self, s, a):
-            return s + a
+    # a model trained on a declared box sees actions in [-1, 1]^A; amia's worlds' models see them as they are
+    from amia.models.jepa import JEPA, JEPAConfig
 
-        def rollout(self, s0, actions):
-            return s0[:, None] + actions.cumsum(1)
-
-    boxed = BoxedPredictor(Adder(), box)
-    out = boxed.rollout(torch.zeros(1, 2), torch.tensor([[[-1.0, -1.0], [1.0, 1.0]]]))
-    assert out.tolist() == [[[0.0, 10.0], [2.0, 40.0]]]
+    boxed, plain = JEPA(JEPAConfig(), (3, 16, 16), 2, ([0.0, 10.0], [2.0, 30.0])), JEPA(JEPAConfig(), (3, 16, 16), 2)
+    a = torch.tensor([[0.0, 10.0], [1.0, 25.0], [2.0, 30.0]])
+    assert boxed.normalise(a).tolist() == [[-1.0, -1.0], [0.0, 0.5], [1.0, 1.0]] and plain.normalise(a) is a
+    assert "action_mid" not in boxed.state_dict()  # the box lives in the checkpoint's metadata
 
 
 def test_tworooms_replay_reaches_every_goal_and_standing_still_does_not(tmp_path):

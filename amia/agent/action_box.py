@@ -1,9 +1,10 @@
-"""The action box of a run: the planners search ``[-bound, bound]^A``; any other box is reached through a map.
+"""The action box of a run: the planners search ``[-bound, bound]^A``; a data file's box is reached through a map.
 
-amia's worlds and many others (``Pendulum-v1``: ``[-2, 2]``) have a symmetric box with one bound for every
-dimension, which the planners take as it is. Any other box (``PushT``: ``[0, 512]^2``) is planned in
-``[-1, 1]^A``: the actor sees the predictor through ``a -> mid + half * a`` (``BoxedPredictor``) and hands the
-world ``mid + half * a`` (``BoxedActor``), so that plans, costs and the policy never meet the env's units.
+amia's worlds give their actions to the predictor as they are, and the planners search their symmetric box.
+A model trained on a file that declares its box (any Gymnasium env: ``[-2, 2]`` for Pendulum, ``[0, 512]^2``
+for PushT's target positions) works in ``[-1, 1]^A`` (``amia.models.jepa.JEPA.normalise``): its actor plans
+there and hands the world ``mid + half * a`` (``BoxedActor``), so that plans, costs and the policy never meet
+the env's units.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
 from amia.agent.actor import Actor
 
@@ -28,40 +28,13 @@ class ActionBox:
         if len(self.low) != len(self.high) or not all(a < b for a, b in zip(self.low, self.high)):
             raise ValueError(f"action box: expected low < high in every dimension, got low {self.low}, high {self.high}")
 
-    @classmethod
-    def symmetric(cls, bound: float, dim: int) -> ActionBox:
-        return cls((-bound,) * dim, (bound,) * dim)
-
-    @property
-    def bound(self) -> float | None:
-        """The one bound of a symmetric box (``low = -high``, equal in every dimension); ``None`` for another box."""
-        same = all(h == self.high[0] for h in self.high) and all(lo == -h for lo, h in zip(self.low, self.high))
-        return self.high[0] if same else None
-
     def mid_half(self) -> tuple[torch.Tensor, torch.Tensor]:
         low, high = torch.tensor(self.low), torch.tensor(self.high)
         return (high + low) / 2, (high - low) / 2
 
 
-class BoxedPredictor(nn.Module):
-    """A predictor driven by normalised actions ``a`` in ``[-1, 1]^A``: it is given ``mid + half * a``."""
-
-    def __init__(self, predictor: nn.Module, box: ActionBox):
-        super().__init__()
-        self.inner = predictor
-        mid, half = box.mid_half()
-        self.register_buffer("centre", mid)
-        self.register_buffer("radius", half)  # (``half`` is taken: nn.Module.half)
-
-    def forward(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
-        return self.inner(s, self.centre + self.radius * a)
-
-    def rollout(self, s0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        return self.inner.rollout(s0, self.centre + self.radius * actions)
-
-
 class BoxedActor:
-    """An actor that plans in ``[-1, 1]^A`` (over a ``BoxedPredictor``) and acts in the env's box."""
+    """An actor that plans in ``[-1, 1]^A`` (a model with an action box) and acts in the env's box."""
 
     def __init__(self, inner: Actor, box: ActionBox):
         self.inner = inner
@@ -79,7 +52,8 @@ class BoxedActor:
         return self.inner.report()
 
     def describe(self) -> dict:
-        return {**self.inner.describe(), "action_low": list(self.mid - self.half), "action_high": list(self.mid + self.half)}
+        low, high = (self.mid - self.half).tolist(), (self.mid + self.half).tolist()
+        return {**self.inner.describe(), "action_low": low, "action_high": high}
 
 
-__all__ = ["ActionBox", "BoxedActor", "BoxedPredictor"]
+__all__ = ["ActionBox", "BoxedActor"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from amia.agent.action_box import ActionBox, BoxedActor, BoxedPredictor
+from amia.agent.action_box import ActionBox, BoxedActor
 from amia.agent.actor import Actor
 from amia.agent.flat import FlatActor
 from amia.agent.hierarchical import HierarchicalActor, HierarchyConfig
@@ -101,13 +101,13 @@ def frozen(module: torch.nn.Module, device: torch.device | str) -> torch.nn.Modu
     return module.to(device).eval().requires_grad_(False).to(memory_format=torch.channels_last)
 
 
-def build_actor(model: JEPA, cfg: AgentConfig, bound: float | ActionBox, device: torch.device | str = "cpu",
+def build_actor(model: JEPA, cfg: AgentConfig, bound: float, device: torch.device | str = "cpu",
                 parts: dict | None = None, level2=None, critic2=None, **learning) -> Actor:
     """The actor that ``cfg`` describes, from trained parts already in memory (``parts``: ``policy``, ``critic``,
     ``position`` as ``amia distill`` makes them; ``level2`` and ``critic2`` for hierarchical Mode-2). ``bound``:
-    the action box's half-width, or an ``ActionBox`` (one that is not symmetric is planned in ``[-1, 1]^A``:
-    ``model.predictor`` is then wrapped in place). ``learning``: what a learning loop adds to a flat actor
-    (``memory``, ``label_span``, ``first_episode``: ``FlatActor``)."""
+    the action box's half-width (a model with an ``action_box`` plans in ``[-1, 1]^A`` and acts through
+    ``BoxedActor`` instead). ``learning``: what a learning loop adds to a flat actor (``memory``,
+    ``label_span``, ``first_episode``: ``FlatActor``)."""
     parts = {k: v for k, v in (parts or {}).items() if v is not None}
     task = cfg.task_config()
     needs = [("policy", cfg.mode == 1 or cfg.policy_init), ("critic", bool(cfg.critic_weight)),
@@ -115,31 +115,31 @@ def build_actor(model: JEPA, cfg: AgentConfig, bound: float | ActionBox, device:
     missing = [name for name, needed in needs if needed and name not in parts]
     if missing:
         raise AgentError(f"these settings need the run's {' and '.join(missing)} (run `amia distill` first)")
-    box = bound if isinstance(bound, ActionBox) and bound.bound is None else None
-    if box is not None:
-        model.predictor = BoxedPredictor(model.predictor, box)
-    bound = 1.0 if box is not None else bound.bound if isinstance(bound, ActionBox) else bound
+    box = None if model.action_box is None else ActionBox(*(tuple(v) for v in model.action_box))
+    bound = bound if box is None else 1.0
     model = frozen(model, device)
     if cfg.hierarchical:
-        if learning or box is not None:
-            raise AgentError(f"hierarchical Mode-2 does not take {', '.join(learning) or 'an asymmetric action box'}")
+        if learning:
+            raise AgentError(f"hierarchical Mode-2 does not take {', '.join(learning)}")
         if level2 is None:
             raise AgentError("hierarchical Mode-2 needs the run's level 2 (`amia train --levels 2`)")
-        return HierarchicalActor(model, frozen(level2, device), cfg.planner, cfg.hierarchy, bound=bound,
-                                 critic2=None if critic2 is None else frozen(critic2, device))
-    parts = {k: (v.to(device) if isinstance(v, torch.nn.Module) else v) for k, v in parts.items()}
-    actor = FlatActor(model, task, cfg.planner, cfg.planning, bound, cfg.replan_every, cfg.policy_init,
-                      surprise=cfg.surprise, boredom=cfg.boredom, **parts, **learning)
+        actor = HierarchicalActor(model, frozen(level2, device), cfg.planner, cfg.hierarchy, bound=bound,
+                                  critic2=None if critic2 is None else frozen(critic2, device))
+    else:
+        parts = {k: (v.to(device) if isinstance(v, torch.nn.Module) else v) for k, v in parts.items()}
+        actor = FlatActor(model, task, cfg.planner, cfg.planning, bound, cfg.replan_every, cfg.policy_init,
+                          surprise=cfg.surprise, boredom=cfg.boredom, **parts, **learning)
     return actor if box is None else BoxedActor(actor, box)
 
 
-def action_box(saved: dict, action_dim: int, env_id: str) -> ActionBox:
-    """The box a run acts in: the one its data declared, else the bound of amia's world ``env_id``."""
-    if "action_low" in saved and "action_high" in saved:
-        return ActionBox(tuple(saved["action_low"]), tuple(saved["action_high"]))
+def action_bound(model: JEPA, env_id: str) -> float:
+    """The planners' bound for a model: 1 for one trained on a declared box (``[-1, 1]^A``), else the half-width of
+    amia's world ``env_id``."""
+    if model.action_box is not None:
+        return 1.0
     if env_id in ENV_SPECS:
-        return ActionBox.symmetric(make_world(env_id, 1).spec.max_step, action_dim)
-    raise AgentError(f"the run declares no action bounds and {env_id!r} is not one of amia's worlds "
+        return make_world(env_id, 1).spec.max_step
+    raise AgentError(f"the run's data declared no action bounds and {env_id!r} is not one of amia's worlds "
                      f"({', '.join(ENV_SPECS)}); collect its data with `amia collect`, which records them")
 
 
@@ -157,7 +157,7 @@ def load_agent(run_dir: str | Path, cfg: AgentConfig | None = None, device: str 
         level2, _ = load_level2(run_dir, device, level1=model)
         critic2 = load_level2_critic(run_dir, device, level2=level2)
     parts = load_parts(run_dir, model.cfg.encoder.dim)
-    return build_actor(model, cfg, action_box(saved, model.action_dim, env_id), device, parts, level2, critic2)
+    return build_actor(model, cfg, action_bound(model, env_id), device, parts, level2, critic2)
 
 
-__all__ = ["AgentConfig", "AgentError", "action_box", "build_actor", "check_compatible", "frozen", "load_agent"]
+__all__ = ["AgentConfig", "AgentError", "action_bound", "build_actor", "check_compatible", "frozen", "load_agent"]

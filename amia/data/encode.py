@@ -77,7 +77,8 @@ class EncodedTrajectories:
 @torch.no_grad()
 def encode_dataset(model, path: str | os.PathLike, device: str | torch.device = "cpu", chunk: int = 4096,
                    progress: bool = False) -> EncodedTrajectories:
-    """Every frame of a trajectory file through ``model.encoder`` (one read per chunk, no grad)."""
+    """Every frame of a trajectory file through ``model.encoder`` (one read per chunk, no grad), with the actions
+    in the model's units (``model.normalise``)."""
     info = read_info(path)
     if tuple(info.obs_shape) != tuple(model.obs_shape) or info.action_dim != model.action_dim:
         raise ValueError(f"{path}: frames {info.obs_shape} and {info.action_dim}-D actions, but the model expects "
@@ -90,6 +91,7 @@ def encode_dataset(model, path: str | os.PathLike, device: str | torch.device = 
             states.append(encode_frames(model.encoder, f["obs"][i:i + chunk], device))
         actions, position = torch.from_numpy(f["action"][()]).float(), torch.from_numpy(f["state"][:, :2])
     model.train(was_training)
+    actions = model.normalise(actions.to(model.action_mid.device)).cpu() if model.action_box is not None else actions
     return EncodedTrajectories(torch.cat(states), actions, position, info.episode_offsets)
 
 

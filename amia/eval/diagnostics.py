@@ -45,7 +45,8 @@ def representation_report(model: JEPA, train: WindowSampler, val: WindowSampler,
     va = draw_windows(val, val_windows, offset=20_000_003)
     s_va = encode_frames(model.encoder, va["obs"], device)
     h = min(horizon, va["action"].shape[1])
-    pred = model.predictor.rollout(s_va[:, 0].to(device), torch.from_numpy(va["action"][:, :h]).to(device))[:, -1].cpu()
+    actions = model.normalise(torch.from_numpy(va["action"][:, :h]).to(device))
+    pred = model.predictor.rollout(s_va[:, 0].to(device), actions)[:, -1].cpu()
     report = {f"pred_error_repr_h{h}": float((pred - s_va[:, h]).norm(dim=-1).mean()),
               f"copy_error_repr_h{h}": float((s_va[:, 0] - s_va[:, h]).norm(dim=-1).mean())}
     if va["state"].shape[-1] == 0:

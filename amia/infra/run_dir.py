@@ -77,8 +77,8 @@ def weights_fingerprint(model: nn.Module) -> str:
 
 
 def load_model(run_dir: str | Path, device: str = "cpu") -> tuple[JEPA, dict]:
-    """The trained world model of a run (weights from its checkpoint, eval mode) and its ``config.json``, with the
-    action box (``action_low``, ``action_high``) where the data declared one."""
+    """The trained world model of a run (weights from its checkpoint, eval mode; with the data's action box where
+    the data declared one) and its ``config.json``."""
     saved = read_config(run_dir)
     try:
         cfg = from_dict(JEPAConfig, saved["train"].get("jepa", {}), prefix="train.jepa.")
@@ -86,9 +86,10 @@ def load_model(run_dir: str | Path, device: str = "cpu") -> tuple[JEPA, dict]:
         raise RunError(f"{Path(run_dir) / CONFIG}: {e}") from None
     path = Path(run_dir) / CHECKPOINT
     tensors, meta, _ = read_checkpoint(path)
-    model = JEPA(cfg, tuple(meta["obs_shape"]), meta["action_dim"])
+    box = (meta["action_low"], meta["action_high"]) if "action_low" in meta and "action_high" in meta else None
+    model = JEPA(cfg, tuple(meta["obs_shape"]), meta["action_dim"], box)
     load_weights(model, tensors, path)
-    return model.to(device).eval(), {**saved, **{k: meta[k] for k in ("action_low", "action_high") if k in meta}}
+    return model.to(device).eval(), saved
 
 
 def finished_level1(run_dir: str | Path, device: str = "cpu") -> tuple[JEPA, dict]:

@@ -51,20 +51,32 @@ class JEPAConfig:
 class JEPA(nn.Module):
     """Encoder + predictor (+ expander, inverse-dynamics head) and the loss of one training step."""
 
-    def __init__(self, cfg: JEPAConfig, obs_shape: tuple[int, int, int], action_dim: int):
+    def __init__(self, cfg: JEPAConfig, obs_shape: tuple[int, int, int], action_dim: int,
+                 action_box: tuple[list[float], list[float]] | None = None):
         super().__init__()
         if cfg.loss.regularizer not in REGULARIZERS:
             raise ValueError(f"loss.regularizer must be one of {REGULARIZERS}, got {cfg.loss.regularizer!r}")
-        self.cfg, self.obs_shape, self.action_dim = cfg, tuple(obs_shape), action_dim
+        self.cfg, self.obs_shape, self.action_dim, self.action_box = cfg, tuple(obs_shape), action_dim, action_box
+        if action_box is not None:  # the data's action box, mapped to [-1, 1]^A for the networks (kept in meta)
+            low, high = (torch.tensor(v, dtype=torch.float32) for v in action_box)
+            self.register_buffer("action_mid", (high + low) / 2, persistent=False)
+            self.register_buffer("action_half", (high - low) / 2, persistent=False)
         d = cfg.encoder.dim
         self.encoder = ConvEncoder(cfg.encoder, obs_shape)
         self.predictor = Predictor(cfg.predictor, d, action_dim)
         self.expander = mlp([d, cfg.loss.expander, cfg.loss.expander]) if cfg.loss.expander else nn.Identity()
         self.idm = mlp([2 * d, 256, action_dim]) if cfg.loss.idm else None
 
+    def normalise(self, actions: torch.Tensor) -> torch.Tensor:
+        """Actions in the data's units to the networks' units: ``[-1, 1]^A`` for a model built with an
+        ``action_box``, unchanged otherwise (amia's worlds: the predictor takes their actions as they are)."""
+        return actions if self.action_box is None else (actions - self.action_mid) / self.action_half
+
     def forward(self, obs: torch.Tensor, actions: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
-        """Loss terms for windows ``obs uint8 (B, T+1, C, H, W)`` and ``actions (B, T, A)``; ``loss`` is their sum."""
+        """Loss terms for windows ``obs uint8 (B, T+1, C, H, W)`` and ``actions (B, T, A)`` in the data's units;
+        ``loss`` is their sum."""
         c = self.cfg.loss
+        actions = self.normalise(actions)
         s = self.encoder.encode(obs)  # (B, T+1, D)
         pred = self.predictor.rollout(s[:, 0], actions)  # (B, T, D)
         terms: dict[str, torch.Tensor] = {"pred": (pred - s[:, 1:]).pow(2).mean()}

@@ -154,11 +154,11 @@ def _data(env_id: str | None, out: Path, cfg: TrainConfig, data: str | None, pro
     return _check_data(env_id, data_path)
 
 
-def action_box(info: DatasetInfo) -> dict:
-    """The action bounds per dimension that a data file declares (``action_low``, ``action_high``); nothing for
+def action_box(info: DatasetInfo) -> dict | None:
+    """The action bounds per dimension that a data file declares (``action_low``, ``action_high``); ``None`` for
     files that declare none (amia's worlds: their spec's ``max_step``)."""
     if info.action_low is None or info.action_high is None:
-        return {}
+        return None
     return {"action_low": list(info.action_low), "action_high": list(info.action_high)}
 
 
@@ -196,11 +196,11 @@ def train(env_id: str | None, out: str | Path, cfg: TrainConfig | None = None, d
     env_id, sampler, (probe_sampler, val_sampler) = info.env_id, *_samplers(info, cfg)
 
     torch.manual_seed(cfg.seed)
-    model = JEPA(cfg.jepa, info.obs_shape, info.action_dim).to(dev)
+    box = action_box(info)
+    model = JEPA(cfg.jepa, info.obs_shape, info.action_dim, box and (box["action_low"], box["action_high"])).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loop = TrainingLoop("train", out / CHECKPOINT, model, opt, cfg.steps,
-                        {"env_id": env_id, "obs_shape": list(info.obs_shape), "action_dim": info.action_dim,
-                         **action_box(info)},
+                        {"env_id": env_id, "obs_shape": list(info.obs_shape), "action_dim": info.action_dim, **(box or {})},
                         out, cfg.log_every, cfg.checkpoint_every, progress, main=rank == 0)
     loop.resume()
     ddp, logger = torch.nn.parallel.DistributedDataParallel(model) if distributed else model, loop.logger
@@ -234,7 +234,7 @@ def train(env_id: str | None, out: str | Path, cfg: TrainConfig | None = None, d
     report = diagnose()
     logger.log(loop.step, "final", _scalars(report))
     logger.close()
-    metrics = {"env_id": env_id, **action_box(info), "steps": loop.step, "train_seconds": round(loop.seconds, 1),
+    metrics = {"env_id": env_id, **(box or {}), "steps": loop.step, "train_seconds": round(loop.seconds, 1),
                "samples_per_s": round(loop.step * frames / max(loop.seconds, 1e-9), 1), "world_size": world,
                "device": str(dev), "seed": cfg.seed, "git_rev": git_revision(), "machine": machine(), **report}
     atomic_write_text(out / METRICS, json.dumps(metrics, indent=2))
