@@ -207,3 +207,9 @@ def test_convert_from_the_command_line_refuses_to_overwrite_and_names_what_is_mi
     assert code == 2 and err.startswith("amia: error: minari:no version: not a Minari dataset id; expected")
     code, err = run("--from", str(src), "--to", str(back))
     assert code == 2 and "one side minari:DATASET_ID" in err
+
+
+def test_minari_versions_that_store_frames_as_jpeg_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(minari, "__version__", "0.5.3")
+    with pytest.raises(ValueError, match=r"minari 0.5.3 stores frames as JPEG \(lossy\); amia needs minari>=0.5.4"):
+        to_minari(tmp_path / "any.h5", "x-v0")

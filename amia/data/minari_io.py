@@ -30,12 +30,20 @@ AMIA_KEY, STATE_KEY = "amia", "state"
 CHUNK = 32  # episodes handed to Minari at once: files larger than memory convert in pieces
 
 
+MIN_VERSION = "0.5.4"  # the first to store pictures losslessly on request (earlier ones always JPEG-encode them)
+
+
 def _minari():
     """The ``minari`` package, or a one-line error saying how to install it."""
     try:
         import minari
+        from packaging.version import Version
     except ImportError:
-        raise ValueError("converting to or from Minari needs the minari package: pip install 'amia[minari]'") from None
+        raise ValueError(f"converting to or from Minari needs minari>={MIN_VERSION} (Python >= 3.11): "
+                         "pip install 'amia[minari]'") from None
+    if Version(minari.__version__) < Version(MIN_VERSION):
+        raise ValueError(f"minari {minari.__version__} stores frames as JPEG (lossy); amia needs minari>={MIN_VERSION}: "
+                         "pip install 'amia[minari]'")
     return minari
 
 
