@@ -28,8 +28,6 @@ from amia.envs.pixels import PIXEL_KEY, resize_frames, state_of
 
 AMIA_KEY, STATE_KEY = "amia", "state"
 CHUNK = 32  # episodes handed to Minari at once: files larger than memory convert in pieces
-
-
 MIN_VERSION = "0.5.4"  # the first to store pictures losslessly on request (earlier ones always JPEG-encode them)
 
 
