@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# CPU wheel first, so the open-ended torch requirement does not pull a CUDA build
 	$(PY) -m pip install --quiet "torch==2.13.0" || $(PY) -m pip install --quiet "torch>=2.4"
-	$(PY) -m pip install --quiet -e ".[dev,viz,gym,pusht]"
+	$(PY) -m pip install --quiet -e ".[dev,viz,gym,pusht,minari]"
 	touch $(STAMP)
 
 demo: $(STAMP)

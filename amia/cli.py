@@ -13,6 +13,7 @@ from amia.infra.config import apply_overrides, load_yaml
 DEFAULT_ENV = "amia/TwoRooms-v0"
 LEVEL2_PREFIX = "level2."  # `amia train --levels 2` overrides of amia.models.level2.HJEPAConfig
 CRITIC2_PREFIX = "critic2."  # and of amia.training.critics.Level2CriticConfig
+MINARI_PREFIX = "minari:"  # `amia convert` names a Minari dataset as minari:DATASET_ID
 OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
 
 
@@ -244,6 +245,23 @@ def cmd_info(args) -> None:
           f"action dim {info.action_dim}, state {', '.join(info.state_names)}")
 
 
+def cmd_convert(args) -> None:
+    """Between amia trajectory files and Minari datasets: one side is ``minari:DATASET_ID``, the other a file."""
+    from amia.data.minari_io import from_minari, to_minari
+
+    source, target = (x.startswith(MINARI_PREFIX) for x in (args.source, args.to))
+    if source == target:
+        raise ValueError(f"convert needs one side minari:DATASET_ID and the other a trajectory file, got --from "
+                         f"{args.source} --to {args.to}")
+    if source:
+        path = from_minari(args.source[len(MINARI_PREFIX):], args.to, args.image_size, force=args.force)
+    else:
+        if args.image_size is not None:
+            raise ValueError("--image-size applies to --from minari:DATASET_ID; a trajectory file keeps its frames")
+        path = to_minari(args.source, args.to[len(MINARI_PREFIX):], force=args.force)
+    print(f"wrote {path}")
+
+
 def print_metrics(metrics: dict) -> None:
     errors = sorted(k for k in metrics if k.startswith(("pred_error_", "copy_error_")))
     keys = [k for k in ("env_id", "steps", "train_seconds", "samples_per_s", "probe", "probe_r2", "probe_r2_layout",
@@ -374,6 +392,16 @@ def _info_parser(sub) -> None:
     i.set_defaults(func=cmd_info)
 
 
+def _convert_parser(sub) -> None:
+    v = sub.add_parser("convert", help="convert between amia trajectory files and Minari datasets")
+    v.add_argument("--from", dest="source", required=True, metavar="SOURCE",
+                   help="a trajectory file, or minari:DATASET_ID (a dataset under MINARI_DATASETS_PATH)")
+    v.add_argument("--to", required=True, help="minari:DATASET_ID, or a trajectory file to write")
+    v.add_argument("--image-size", type=int, help="from Minari: resize the frames to this square size (default: as stored)")
+    v.add_argument("--force", action="store_true", help="replace an existing file or dataset")
+    v.set_defaults(func=cmd_convert)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="amia", description="JEPA world models and planning agents (LeCun, 2022).")
     sub = p.add_subparsers(dest="command", required=True)
@@ -384,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     _refine_parser(sub)
     _eval_parser(sub)
     _info_parser(sub)
+    _convert_parser(sub)
     return p
 
 
