@@ -34,11 +34,12 @@ from amia.eval.diagnostics import fit_position_probe
 from amia.infra.checkpoint import atomic_write_text, read_checkpoint, save_checkpoint
 from amia.infra.provenance import git_revision
 from amia.infra.run_dir import CRITIC, POLICY, PROBE, ProbeWeights, RunError, data_file, load_model
+from amia.infra.validate import at_least, one_of, positive
 from amia.models.critic import Critic
 from amia.models.jepa import JEPA
 from amia.models.policy import Policy, PolicyConfig
 from amia.models.probe import LinearProbe
-from amia.planning.planners import PlannerConfig
+from amia.planning.planners import PLANNERS, PlannerConfig
 from amia.training.critics import HindsightTD, fit_hindsight_critic
 from amia.training.fit import fit_regression
 from amia.training.policy import AmortiseConfig, fit_policy, fit_policy_to_energy
@@ -68,10 +69,9 @@ class CriticConfig(HindsightTD):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.kind not in ("hindsight", "discounted"):
-            raise ValueError(f"critic.kind must be 'hindsight' or 'discounted', got {self.kind!r}")
-        if self.stride < 1:
-            raise ValueError(f"critic.stride must be >= 1, got {self.stride}")
+        one_of(self, "kind", ("hindsight", "discounted"))
+        at_least(self, 1, "stride", "hidden", "layers", "steps", "batch_size")
+        positive(self, "lr")
 
 
 @dataclass
@@ -97,11 +97,8 @@ class DistillConfig:
     amortise: AmortiseConfig = field(default_factory=AmortiseConfig)
 
     def __post_init__(self):
-        for name in ("rounds", "episodes", "steps", "replan_every", "label_span", "memory_capacity"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"distill {name} must be >= 1, got {getattr(self, name)}")
-        if self.seed == 0:
-            raise ValueError("distill seed must not be 0: seed 0's start/goal pairs are the evaluation protocol's")
+        at_least(self, 1, "rounds", "episodes", "steps", "replan_every", "label_span", "memory_capacity", "seed")
+        one_of(self, "planner", PLANNERS)
 
 
 def fit_critic(critic: Critic, states: torch.Tensor, contexts: torch.Tensor, targets: torch.Tensor,

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from amia.envs import SUCCESS_RADIUS, evaluation_set, make_world, start_episodes
 from amia.infra.checkpoint import atomic_write_text, read_checkpoint, save_checkpoint
 from amia.infra.provenance import git_revision
 from amia.infra.run_dir import CHECKPOINT, CONFIG, METRICS, RunError, data_file, load_model
+from amia.infra.validate import at_least, check, positive, within
 from amia.models.jepa import JEPA
 from amia.training.fit import minimise
 
@@ -62,15 +62,11 @@ class RefineConfig:
     act: AgentConfig = field(default_factory=_acting)
 
     def __post_init__(self):
-        for name in ("rounds", "episodes", "fit_steps", "batch_size", "window", "held_out"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"refine {name} must be >= 1, got {getattr(self, name)}")
-        if self.steps < self.window:
-            raise ValueError(f"refine steps ({self.steps}) must be >= window ({self.window}): windows are cut from episodes")
-        if self.seed == 0:
-            raise ValueError("refine seed must not be 0: seed 0's start/goal pairs are the evaluation protocol's")
-        if not 0 <= self.own_fraction <= 1:
-            raise ValueError(f"refine own_fraction must lie in [0, 1], got {self.own_fraction}")
+        at_least(self, 1, "rounds", "episodes", "fit_steps", "batch_size", "window", "held_out", "seed")
+        check(self.steps >= self.window, "steps", self.steps,
+              f"an integer >= window ({self.window}): windows are cut from episodes")
+        positive(self, "lr")
+        within(self, "own_fraction", 0, 1)
         self.act.require_flat_mode2("refine (act.*)")
 
 
@@ -152,7 +148,7 @@ def _write_run(out: Path, run: Path, saved: dict, model: JEPA, meta: dict, data_
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / CONFIG, json.dumps(dict(saved, data=str(data_path.resolve())), indent=2))
     if (run / METRICS).exists():
-        shutil.copy(run / METRICS, out / METRICS)
+        atomic_write_text(out / METRICS, (run / METRICS).read_text())
     save_checkpoint(out / CHECKPOINT, model, None, meta)
 
 

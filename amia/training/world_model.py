@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from amia.data.collect import CollectConfig, collect
-from amia.data.dataset import DatasetInfo, read_info, split_episodes
+from amia.data.dataset import DatasetInfo, check_world, read_info, split_episodes, verify_frames
 from amia.data.sampler import WindowSampler
 from amia.envs import env_spec
 from amia.eval.diagnostics import representation_report
@@ -23,6 +23,7 @@ from amia.infra.checkpoint import CheckpointError, atomic_write_text, read_check
 from amia.infra.config import apply_overrides, from_dict, to_dict
 from amia.infra.provenance import git_revision, machine
 from amia.infra.run_dir import CHECKPOINT, CONFIG, DATA, METRICS, RunError, config_diff, read_config
+from amia.infra.validate import at_least, check_device, positive, within
 from amia.models.jepa import JEPA, JEPAConfig
 from amia.training.loop import TrainingLoop, warmup_cosine
 
@@ -48,6 +49,13 @@ class TrainConfig:
     diag_windows: int = 512
     seed: int = 0
     threads: int = 0
+
+    def __post_init__(self):
+        at_least(self, 1, "steps", "window", "log_every", "checkpoint_every", "chunk_frames", "diag_windows")
+        at_least(self, 2, "batch_size")  # VICReg / SIGReg statistics need two windows
+        at_least(self, 0, "warmup", "val_every", "weight_decay", "grad_clip", "seed", "threads")
+        positive(self, "lr")
+        within(self, "val_fraction", 0, 1, open_low=True, open_high=True)
 
 
 WORLD_PRESETS: dict[str, list[str]] = {
@@ -104,27 +112,37 @@ def finished_metrics(env_id: str, out: str | Path, cfg: TrainConfig, data: str |
     return json.loads(paths[2].read_text()) if meta.get("step", 0) >= cfg.steps else None
 
 
-def _prepare_run(env_id: str, out: Path, cfg: TrainConfig, data: str | None) -> None:
-    """Write or check ``config.json``: a rerun must ask for the same run it resumes."""
+def _prepare_run(env_id: str, out: Path, cfg: TrainConfig, data: str | None) -> bool:
+    """Write or check ``config.json``: a rerun must ask for the same run it resumes. True if it was written now."""
     wanted = _wanted(env_id, cfg, data)
     path = out / CONFIG
-    if path.exists():
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--out {out}: a file, expected a run directory")
+    if path.exists() or path.is_symlink():
         diffs = config_diff(read_config(out), wanted)
         if diffs:
             raise RunError(f"{out} holds a run started with other settings ({'; '.join(diffs[:5])}); "
                            "rerun with the same settings to resume, or choose another --out")
-        return
+        return False
+    if (out / CHECKPOINT).exists():
+        raise RunError(f"{out} holds {CHECKPOINT} but no {CONFIG}: not a run that this command can resume, and "
+                       "amia does not replace another run's files; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(wanted, indent=2))
+    return True
 
 
-def _check_data(env_id: str, data_path: Path) -> DatasetInfo:
-    """The ``DatasetInfo`` of a trajectory file; ``RunError`` if it is missing or from another env."""
+def _check_data(env_id: str, data_path: Path, frames: bool = False) -> DatasetInfo:
+    """The ``DatasetInfo`` of a trajectory file, checked against the world ``env_id`` (``amia.data.check_world``)
+    and, with ``frames``, every frame read once (checksums); ``RunError`` if it is missing or from another env."""
     if not data_path.exists():
         raise RunError(f"--data {data_path}: no such file")
     info = read_info(data_path)
     if info.env_id != env_id:
         raise RunError(f"{data_path} was collected in {info.env_id!r}, but --env is {env_id!r}")
+    check_world(info, env_id)
+    if frames:
+        verify_frames(data_path)
     return info
 
 
@@ -134,20 +152,27 @@ def _data(env_id: str, out: Path, cfg: TrainConfig, data: str | None, progress: 
     env_spec(env_id)
     data_path = Path(data) if data else out / DATA
     if data:  # refuse a bad --data before config.json binds the run directory to it
-        _check_data(env_id, data_path)
-    if rank == 0:
-        _prepare_run(env_id, out, cfg, data)
-    if distributed:
-        torch.distributed.barrier()
-    if not data_path.exists():
-        if rank == 0:
-            collect(env_id, data_path, cfg.collect, progress=progress)
+        _check_data(env_id, data_path, frames=True)
+    created = rank == 0 and _prepare_run(env_id, out, cfg, data)
+    try:
         if distributed:
             torch.distributed.barrier()
-    return _check_data(env_id, data_path)
+        if not data_path.exists():
+            if rank == 0:
+                collect(env_id, data_path, cfg.collect, progress=progress)
+            if distributed:
+                torch.distributed.barrier()
+        return _check_data(env_id, data_path, frames=not data)
+    except BaseException:
+        if created:  # a failed start leaves no config.json behind to refuse the corrected command
+            (out / CONFIG).unlink(missing_ok=True)
+        raise
 
 
 def _device(device: str, distributed: bool) -> torch.device:
+    """The torch device of this process (``cuda:LOCAL_RANK`` in a distributed GPU run); an unknown or absent
+    device is a ``FieldError`` naming it."""
+    check_device(device)
     if device.startswith("cuda") and distributed:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
         torch.cuda.set_device(device)
@@ -176,8 +201,8 @@ def train(env_id: str, out: str | Path, cfg: TrainConfig | None = None, data: st
     model = JEPA(cfg.jepa, info.obs_shape, info.action_dim).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loop = TrainingLoop("train", out / CHECKPOINT, model, opt, cfg.steps,
-                        {"env_id": env_id, "obs_shape": list(info.obs_shape), "action_dim": info.action_dim},
-                        out, cfg.log_every, cfg.checkpoint_every, progress, main=rank == 0)
+                        {"env_id": env_id, "obs_shape": list(info.obs_shape), "action_dim": info.action_dim,
+                         "config": to_dict(cfg)}, out, cfg.log_every, cfg.checkpoint_every, progress, main=rank == 0, optional=("config",))
     loop.resume()
     ddp = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
     logger = loop.logger
