@@ -20,10 +20,10 @@ from amia.envs import env_spec
 from amia.eval.diagnostics import representation_report
 from amia.infra import distributed as dist_utils
 from amia.infra.checkpoint import CheckpointError, atomic_write_text, read_checkpoint
-from amia.infra.config import apply_overrides, from_dict, to_dict
+from amia.infra.config import ConfigError, apply_overrides, from_dict, to_dict
 from amia.infra.provenance import git_revision, machine
 from amia.infra.run_dir import CHECKPOINT, CONFIG, DATA, METRICS, RunError, config_diff, read_config
-from amia.infra.validate import at_least, check_device, positive, within
+from amia.infra.validate import at_least, check_device, positive, refuse_links, within
 from amia.models.jepa import JEPA, JEPAConfig
 from amia.training.loop import TrainingLoop, warmup_cosine
 
@@ -86,7 +86,10 @@ def set_threads(threads: int, processes: int = 1) -> None:
 def load_run_config(run_dir: str | Path) -> tuple[dict, TrainConfig]:
     """The ``config.json`` of a run and its ``TrainConfig``."""
     saved = read_config(run_dir)
-    return saved, from_dict(TrainConfig, saved["train"])
+    try:
+        return saved, from_dict(TrainConfig, saved["train"])
+    except ConfigError as e:
+        raise RunError(f"{Path(run_dir) / CONFIG}: in 'train': {e}") from None
 
 
 def _wanted(env_id: str, cfg: TrainConfig, data: str | None) -> dict:
@@ -118,7 +121,8 @@ def _prepare_run(env_id: str, out: Path, cfg: TrainConfig, data: str | None) -> 
     path = out / CONFIG
     if out.exists() and not out.is_dir():
         raise RunError(f"--out {out}: a file, expected a run directory")
-    if path.exists() or path.is_symlink():
+    refuse_links(path)
+    if path.exists():
         diffs = config_diff(read_config(out), wanted)
         if diffs:
             raise RunError(f"{out} holds a run started with other settings ({'; '.join(diffs[:5])}); "
@@ -169,6 +173,11 @@ def _data(env_id: str, out: Path, cfg: TrainConfig, data: str | None, progress: 
         raise
 
 
+def _identity(env_id: str, info: DatasetInfo, cfg: TrainConfig) -> dict:
+    """What a resumed checkpoint must carry: the world, the shapes of its data and the training settings."""
+    return {"env_id": env_id, "obs_shape": list(info.obs_shape), "action_dim": info.action_dim, "config": to_dict(cfg)}
+
+
 def _device(device: str, distributed: bool) -> torch.device:
     """The torch device of this process (``cuda:LOCAL_RANK`` in a distributed GPU run); an unknown or absent
     device is a ``FieldError`` naming it."""
@@ -200,9 +209,8 @@ def train(env_id: str, out: str | Path, cfg: TrainConfig | None = None, data: st
     torch.manual_seed(cfg.seed)
     model = JEPA(cfg.jepa, info.obs_shape, info.action_dim).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    loop = TrainingLoop("train", out / CHECKPOINT, model, opt, cfg.steps,
-                        {"env_id": env_id, "obs_shape": list(info.obs_shape), "action_dim": info.action_dim,
-                         "config": to_dict(cfg)}, out, cfg.log_every, cfg.checkpoint_every, progress, main=rank == 0, optional=("config",))
+    loop = TrainingLoop("train", out / CHECKPOINT, model, opt, cfg.steps, _identity(env_id, info, cfg), out, cfg.log_every,
+                        cfg.checkpoint_every, progress, main=rank == 0, optional=("config",))
     loop.resume()
     ddp = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
     logger = loop.logger
