@@ -102,6 +102,7 @@ def _layout(f: h5py.File, path: str) -> tuple:
     """The four datasets of the layout, checked for kind, dtype and rank: ``obs, action, state, episode_offsets``."""
     _expect(f.attrs.get("format") == FORMAT, path, f"attribute 'format' should be {FORMAT!r}, got {f.attrs.get('format')!r}")
     version = f.attrs.get("version", -1)
+    version = version.item() if isinstance(version, np.generic) else version
     _expect(isinstance(version, (int, np.integer)) and int(version) == VERSION, path,
             f"attribute 'version' should be {VERSION}, got {version!r}")
     out = []
