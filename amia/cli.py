@@ -55,7 +55,7 @@ def cmd_collect(args) -> None:
     from amia.data import CollectConfig, collect
 
     cfg = CollectConfig(episodes=args.episodes, steps=args.steps, policy=args.policy, seed=args.seed)
-    check_output_file(args.out, "--out")
+    check_output_file(args.out, "--out", make_parents=True)
     if Path(args.out).exists() and not args.force:
         raise FileExistsError(f"--out {args.out}: the file exists; pass --force to replace it")
     path = collect(args.env, args.out, cfg, progress=not args.quiet)

@@ -106,14 +106,17 @@ def refuse_links(*paths: str | os.PathLike) -> None:
                             "which could change files outside the run: remove the link")
 
 
-def check_output_file(path: str | os.PathLike, option: str) -> Path:
-    """``path`` can be written as a results file: not a directory nor a link, in a writable existing folder.
-    Checked before long work starts, so that its results are not lost at the end."""
+def check_output_file(path: str | os.PathLike, option: str, make_parents: bool = False) -> Path:
+    """``path`` can be written as a results file: not a directory nor a link, in a writable existing folder (or,
+    with ``make_parents``, one that can be made). Checked before long work starts, so that its results are not lost
+    at the end."""
     p = Path(path)
     check(not p.is_symlink(), option, str(p), "a regular file, not a symbolic link")
     check(not p.is_dir(), option, str(p), "a file name, not a directory")
-    parent = p.parent if str(p.parent) else Path(".")
-    check(parent.is_dir(), option, str(p), f"a file in an existing folder ({parent} does not exist)")
+    parent = p.absolute().parent
+    while make_parents and not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    check(parent.is_dir(), option, str(p), f"a file in an existing folder ({parent} is not one)")
     writable = os.access(p, os.W_OK) if p.exists() else os.access(parent, os.W_OK)
     check(writable, option, str(p), "a file that this user may write")
     return p
