@@ -20,7 +20,7 @@ from amia.cost.boredom import BoredomConfig
 from amia.cost.configurator import TASKS, TaskConfig, configure
 from amia.envs import make_world
 from amia.infra.run_dir import load_level2, load_level2_critic, load_model, load_parts
-from amia.infra.validate import ConfigError, at_least, check, one_of
+from amia.infra.validate import ConfigError, at_least, check, check_device, one_of
 from amia.models.jepa import JEPA
 from amia.planning.planners import PLANNERS, PlannerConfig
 
@@ -130,7 +130,7 @@ def load_agent(run_dir: str | Path, cfg: AgentConfig | None = None, device: str 
     """The actor of a trained run (``amia.agent.actor.Actor``): ``cfg`` says how it acts (default: Mode-2 with
     the gradient planner), ``env_id`` the world it acts in (default: the one it was trained on)."""
     cfg = cfg or AgentConfig()
-    model, saved = load_model(run_dir, device)
+    model, saved = load_model(run_dir, check_device(device))
     env_id = env_id or saved["env_id"]
     check_compatible(model, env_id)
     level2 = critic2 = None
