@@ -106,13 +106,14 @@ def finished_metrics(env_id: str, out: str | Path, cfg: TrainConfig, data: str |
     """
     out = Path(out)
     paths = [out / n for n in (CONFIG, CHECKPOINT, METRICS)]
-    if not all(p.exists() for p in paths) or config_diff(json.loads(paths[0].read_text()), _wanted(env_id, cfg, data)):
-        return None
-    try:
+    try:  # anything unreadable here is named by ``train``, which reads it again
+        if not all(p.is_file() for p in paths) or config_diff(json.loads(paths[0].read_text()), _wanted(env_id, cfg, data)):
+            return None
         _, meta, _ = read_checkpoint(paths[1])
-    except CheckpointError:
+        metrics = json.loads(paths[2].read_text())
+    except (CheckpointError, ValueError):
         return None
-    return json.loads(paths[2].read_text()) if meta.get("step", 0) >= cfg.steps else None
+    return metrics if isinstance(metrics, dict) and meta.get("step", 0) >= cfg.steps else None
 
 
 def _prepare_run(env_id: str, out: Path, cfg: TrainConfig, data: str | None) -> bool:

@@ -230,3 +230,11 @@ def test_train_refuses_bad_data_before_binding_the_run(data_file, tmp_path, caps
     line = one_error_line(err)
     assert code == 2 and f"{bad}: dataset '/action' holds a non-finite value at index 11" in line
     assert not out.exists()
+
+
+@pytest.mark.parametrize("text", ["{not json", "[1, 2]"])
+def test_a_corrupt_metrics_file_of_a_finished_run_is_rewritten_by_a_rerun(trained_run, data_file, tmp_path, text):
+    run = copy_run(trained_run, tmp_path / "run")
+    (run / "metrics.json").write_text(text)
+    metrics = train(ENV, run, tiny_config(), data=str(data_file), progress=False)
+    assert metrics["steps"] == 4 and json.loads((run / "metrics.json").read_text())["steps"] == 4
