@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import re
 import sys
+import traceback
 from pathlib import Path
 
 from amia.infra.config import apply_overrides, load_yaml
+from amia.infra.validate import check_device, check_output_file
 
 DEFAULT_ENV = "amia/TwoRooms-v0"
 LEVEL2_PREFIX = "level2."  # `amia train --levels 2` overrides of amia.models.level2.HJEPAConfig
@@ -45,7 +48,8 @@ def _level2_config(args):
         if given or given_critic:
             raise ValueError(f"level2.* and critic2.* overrides ({', '.join(given + given_critic)}) need --levels 2")
         return None, None
-    return apply_overrides(HJEPAConfig(), given), apply_overrides(Level2CriticConfig(), given_critic)
+    return (apply_overrides(HJEPAConfig(), given, LEVEL2_PREFIX),
+            apply_overrides(Level2CriticConfig(), given_critic, CRITIC2_PREFIX))
 
 
 def cmd_collect(args) -> None:
@@ -53,8 +57,9 @@ def cmd_collect(args) -> None:
     from amia.data import CollectConfig, GymCollectConfig, collect, collect_gym
     from amia.envs import ENV_SPECS
 
+    check_output_file(args.out, "--out", make_parents=True)
     if Path(args.out).exists() and not args.force:
-        raise FileExistsError(f"{args.out} exists; pass --force to replace it")
+        raise FileExistsError(f"--out {args.out}: the file exists; pass --force to replace it")
     if args.env in ENV_SPECS:
         cfg = CollectConfig(episodes=args.episodes, steps=args.steps, policy=args.policy or "drift", seed=args.seed)
         path = collect(args.env, args.out, cfg, progress=not args.quiet)
@@ -75,6 +80,7 @@ def cmd_train(args) -> None:
         from amia.data import read_info
 
         args.env = read_info(args.data).env_id if args.data else DEFAULT_ENV
+    check_device(args.device)
     cfg, (cfg2, critic_cfg) = _train_config(args), _level2_config(args)  # refuse bad level2.* keys before training
     metrics = None
     if cfg2 is not None:  # a finished level 1 is not retrained (nor re-diagnosed): go straight to level 2
@@ -118,16 +124,20 @@ def cmd_demo(args) -> None:
     from amia.eval.protocol import EvalConfig, evaluate
     from amia.training.world_model import default_config, train
 
+    check_device(args.device)
+    if args.json:
+        check_output_file(args.json, "--json")
+    eval_cfg = EvalConfig(episodes=args.episodes)
     print(f"amia demo: collect reward-free data in {args.env}, train a JEPA world model in {args.out}, "
           f"then reach {args.episodes} goals by Mode-2 planning")
     metrics = train(args.env, args.out, default_config(args.env), device=args.device, progress=not args.quiet)
     print("\nworld model diagnostics (held-out episodes):")
     print_metrics(metrics)
-    result = evaluate(args.out, EvalConfig(episodes=args.episodes), args.device, progress=not args.quiet)
+    result = evaluate(args.out, eval_cfg, args.device, progress=not args.quiet)
     print(f"\nMode-2 goal reaching ({result['planner']} planner, {result['episodes']} episodes, seed 0):")
     print_metrics(result)
     if args.json:
-        Path(args.json).write_text(json.dumps({"world_model": metrics, "mode2": result}, indent=2))
+        write_json(args.json, {"world_model": metrics, "mode2": result})
         print(f"wrote {args.json}")
 
 
@@ -146,6 +156,10 @@ def cmd_eval(args) -> None:
                    mode=args.mode, policy_init=args.policy_init or None, critic_weight=args.critic_weight,
                    hierarchical=args.hierarchical or None,
                    planner=None if args.planner in (None, "all") else args.planner)
+    check_device(args.device)
+    for option in ("json", "gif", "plot"):  # before the long work, so that its results cannot be lost at the end
+        if getattr(args, option):
+            check_output_file(getattr(args, option), f"--{option}")
     env = args.env or read_config(args.run)["env_id"]
     names = PLANNERS if args.planner == "all" and base.mode == 2 else [base.planner]
     results = []
@@ -154,9 +168,10 @@ def cmd_eval(args) -> None:
         actor = load_agent(args.run, cfg, args.device, env)
         results.append({"run": args.run, **evaluate_actor(actor, env, cfg, progress=not args.quiet),
                         "overrides": args.overrides, "config_file": args.config})
+        if args.json:  # as it goes: an interrupted `--planner all` keeps the planners it measured
+            write_json(args.json, results if len(names) > 1 else results[0])
     print_results(results, env, base)
     if args.json:
-        Path(args.json).write_text(json.dumps(results if len(results) > 1 else results[0], indent=2))
         print(f"wrote {args.json}")
     if args.plot:
         from amia.eval.pictures import planner_plot
@@ -188,8 +203,15 @@ def cmd_eval_goal_frame(args) -> None:
     print(f"{r['env']} goal-frame (offset {cfg.offset}, budget {cfg.budget}, {cfg.episodes} episodes, seed {cfg.seed}): "
           f"success {r['success_rate']:.3f} [{r['criterion']}]; {r['ms_per_plan_median']} ms per plan")
     if args.json:
-        Path(args.json).write_text(json.dumps(r, indent=2))
+        write_json(args.json, r)
         print(f"wrote {args.json}")
+
+
+def write_json(path: str, value) -> None:
+    """Write a results file atomically (never through a symbolic link)."""
+    from amia.infra.checkpoint import atomic_write_text
+
+    atomic_write_text(path, json.dumps(value, indent=2))
 
 
 def print_results(results: list[dict], env: str, cfg) -> None:
@@ -211,7 +233,7 @@ def cmd_distill(args) -> None:
     from amia.training.distill import DistillConfig, distill
 
     cfg = _config(DistillConfig, args, args.overrides, rounds=args.rounds, episodes=args.episodes)
-    summary = distill(args.run, cfg, progress=not args.quiet)
+    summary = distill(args.run, cfg, progress=not args.quiet, force=args.force)
     last = summary["rounds"][-1]
     print(f"policy: {last['labels']} Mode-2 labels, final loss {last['policy_loss']:.4f}; critic: "
           f"{summary['critic_examples']} examples from memory ({summary['memory_entries']} entries), "
@@ -227,7 +249,7 @@ def cmd_refine(args) -> None:
     from amia.training.refine import RefineConfig, refine
 
     cfg = _config(RefineConfig, args, args.overrides, rounds=args.rounds, episodes=args.episodes)
-    summary = refine(args.run, args.out, cfg, args.device, progress=not args.quiet)
+    summary = refine(args.run, args.out, cfg, args.device, progress=not args.quiet, force=args.force)
     for r in summary["rounds"]:
         print(f"round seed {r['seed']}: Mode-2 success {r['success_rate']:.3f} on {r['episodes']} training episodes; "
               f"held-out prediction error on own experience {r['own_error_before']:.4f} -> {r['own_error_after']:.4f}, "
@@ -236,9 +258,12 @@ def cmd_refine(args) -> None:
 
 
 def cmd_info(args) -> None:
-    from amia.data import read_info
+    """Check a trajectory file (layout, sizes, finite values, its world, every frame's checksum) and summarise it."""
+    from amia.data import check_world, read_info, verify_frames
 
     info = read_info(args.file)
+    check_world(info, info.env_id)
+    verify_frames(args.file)
     lengths = info.episode_offsets[1:] - info.episode_offsets[:-1]
     print(f"{info.path}: env {info.env_id}, {info.episodes} episodes, {info.frames} frames "
           f"(episode length {lengths.min()}..{lengths.max()}), obs {info.obs_shape} uint8, "
@@ -274,11 +299,30 @@ def print_metrics(metrics: dict) -> None:
         print(f"  {k:<{width}}  {v:.4g}" if isinstance(v, float) else f"  {k:<{width}}  {v}")
 
 
+def count(text: str) -> int:
+    """An option's value that counts something: an integer >= 1 (argparse names the option in the error)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1 or str(value) != text.strip().lstrip("+"):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 1")
+    return value
+
+
+def seed(text: str) -> int:
+    """A seed option's value: an integer >= 0."""
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected an integer >= 0")
+    return int(text)
+
+
 def _rounds_arguments(parser, what: str, rounds: int, episodes: int, overrides: str, func) -> None:
     """The arguments shared by the commands that learn in rounds of training episodes (distill, refine)."""
-    parser.add_argument("--rounds", type=int, help=f"{what} rounds (default {rounds})")
-    parser.add_argument("--episodes", type=int, help=f"training episodes per round (default {episodes})")
+    parser.add_argument("--rounds", type=count, help=f"{what} rounds (default {rounds})")
+    parser.add_argument("--episodes", type=count, help=f"training episodes per round (default {episodes})")
     parser.add_argument("--config", help="YAML preset of the settings (see configs/)")
+    parser.add_argument("--force", action="store_true", help="replace what an earlier job with other settings wrote")
     parser.add_argument("--quiet", action="store_true")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help=overrides)
     parser.set_defaults(func=func)
@@ -289,17 +333,17 @@ def _collect_parser(sub) -> None:
     c.add_argument("--env", default=DEFAULT_ENV, help="amia world or any registered Gymnasium id (default %(default)s)")
     c.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                    help="import MODULE first (it registers the env id; e.g. gym_pusht); may repeat")
-    c.add_argument("--episodes", type=int, default=1000)
-    c.add_argument("--steps", type=int, default=100, help="actions per episode (longer episodes are cut into pieces)")
+    c.add_argument("--episodes", type=count, default=1000)
+    c.add_argument("--steps", type=count, default=100, help="actions per episode (longer episodes are cut into pieces)")
     c.add_argument("--policy", help="amia worlds: drift (default; PLDM random walk), uniform, or doors (half the episodes "
                                     "go through the door: rooms worlds); other envs: smooth (default; correlated noise), "
                                     "random (uniform, held --repeat steps) or module:name (your own)")
-    c.add_argument("--repeat", type=int, default=1, help="steps each random action is held (--policy random)")
-    c.add_argument("--image-size", type=int, default=64, help="frames are resized to this square size (other envs)")
-    c.add_argument("--num-envs", type=int, default=8, help="copies of the env stepped at once (other envs)")
+    c.add_argument("--repeat", type=count, default=1, help="steps each random action is held (--policy random)")
+    c.add_argument("--image-size", type=count, default=64, help="frames are resized to this square size (other envs)")
+    c.add_argument("--num-envs", type=count, default=8, help="copies of the env stepped at once (other envs)")
     c.add_argument("--vectorization", choices=["sync", "async"], default="sync",
                    help="Gymnasium vector mode: async runs each copy in its own process (other envs)")
-    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--seed", type=seed, default=0)
     c.add_argument("--out", required=True, help="trajectory file to write")
     c.add_argument("--force", action="store_true", help="replace an existing file")
     c.add_argument("--quiet", action="store_true")
@@ -330,7 +374,7 @@ def _demo_parser(sub) -> None:
     d.add_argument("--env", default=DEFAULT_ENV, help="world id (default %(default)s)")
     d.add_argument("--out", default="runs/demo", help="run directory (default %(default)s)")
     d.add_argument("--device", default="cpu")
-    d.add_argument("--episodes", type=int, default=100, help="goal-reaching episodes (default %(default)s)")
+    d.add_argument("--episodes", type=count, default=100, help="goal-reaching episodes (default %(default)s)")
     d.add_argument("--json", help="also write the results to this JSON file")
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=cmd_demo)
@@ -369,12 +413,12 @@ def _eval_parser(sub) -> None:
                    help="start-goal: amia's seeded start/goal pairs (default); goal-frame: start from a held-out "
                         "trajectory, reach its frame --offset steps later within --budget steps (any env with hooks)")
     e.add_argument("--data", help="goal-frame: trajectory file (default: the run's data, its held-out episodes)")
-    e.add_argument("--offset", type=int, default=25, help="goal-frame: steps from start to goal (default 25)")
-    e.add_argument("--budget", type=int, default=50, help="goal-frame: steps the agent may take (default 50)")
+    e.add_argument("--offset", type=count, default=25, help="goal-frame: steps from start to goal (default 25)")
+    e.add_argument("--budget", type=count, default=50, help="goal-frame: steps the agent may take (default 50)")
     e.add_argument("--import", dest="imports", action="append", default=[], metavar="MODULE",
                    help="import MODULE first (it registers the env and its hooks)")
-    e.add_argument("--episodes", type=int, help="episodes (default 200; goal-frame 100)")
-    e.add_argument("--seed", type=int, help="start/goal seed (default 0: the standard set)")
+    e.add_argument("--episodes", type=count, help="episodes (default 200; goal-frame 100)")
+    e.add_argument("--seed", type=seed, help="start/goal seed (default 0: the standard set)")
     e.add_argument("--device", default="cpu")
     e.add_argument("--json", help="write the results here")
     e.add_argument("--gif", help="write an animation of a few episodes with their plans")
@@ -397,13 +441,22 @@ def _convert_parser(sub) -> None:
     v.add_argument("--from", dest="source", required=True, metavar="SOURCE",
                    help="a trajectory file, or minari:DATASET_ID (a dataset under MINARI_DATASETS_PATH)")
     v.add_argument("--to", required=True, help="minari:DATASET_ID, or a trajectory file to write")
-    v.add_argument("--image-size", type=int, help="from Minari: resize the frames to this square size (default: as stored)")
+    v.add_argument("--image-size", type=count, help="from Minari: resize the frames to this square size (default: as stored)")
     v.add_argument("--force", action="store_true", help="replace an existing file or dataset")
     v.set_defaults(func=cmd_convert)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line ``amia: error: ...`` with exit code 2, like every other error."""
+
+    def error(self, message: str):
+        self.exit(2, f"amia: error: {self.prog.removeprefix('amia').strip() + ': ' if self.prog != 'amia' else ''}"
+                     f"{message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="amia", description="JEPA world models and planning agents (LeCun, 2022).")
+    p = Parser(prog="amia", description="JEPA world models and planning agents (LeCun, 2022).")
+    p.add_argument("--debug", action="store_true", help="show the traceback of an error (also after the command)")
     sub = p.add_subparsers(dest="command", required=True)
     _collect_parser(sub)
     _train_parser(sub)
@@ -417,25 +470,49 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
-    """Parse the command line; ``key=value`` overrides may stand anywhere on it."""
+    """Parse the command line; ``key=value`` overrides and ``--debug`` may stand anywhere on it (overrides keep
+    their order: a later one wins)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     parser = build_parser()
     args, extra = parser.parse_known_args(argv)
     unknown = [x for x in extra if not OVERRIDE.match(x) or not hasattr(args, "overrides")]
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if extra:
-        args.overrides = extra + list(args.overrides)
+        given = set(extra) | set(args.overrides)
+        args.overrides = [a for a in argv if a in given]
+    args.debug = debug
     return args
 
 
+def describe(error: BaseException) -> str:
+    """One line for an expected failure: the file and what went wrong (a full disk and a refused permission named)."""
+    if isinstance(error, OSError) and error.strerror:
+        where = f"{error.filename}: " if error.filename else ""
+        hint = {errno.ENOSPC: " (the disk is full: free space, then rerun to resume)",
+                errno.EACCES: " (this user may not write or read there)", errno.EROFS: " (a read-only file system)"}
+        return f"{where}{error.strerror}{hint.get(error.errno, '')}"
+    text = " ".join(str(error).split()) or type(error).__name__
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; every expected failure is one line ``amia: error: ...`` and exit code 2 (``--debug``: the
+    traceback too)."""
+    from amia.training.loop import TrainingError
+
     args = parse(argv)
     try:
         args.func(args)
     except KeyboardInterrupt:
+        print("amia: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileExistsError, FileNotFoundError) as e:
-        print(f"amia: error: {e}", file=sys.stderr)
+    except (ValueError, OSError, TrainingError) as e:
+        if args.debug:
+            traceback.print_exc()
+        print(f"amia: error: {describe(e)}", file=sys.stderr)
         return 2
     return 0
 

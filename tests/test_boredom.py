@@ -53,9 +53,9 @@ def test_trail_keeps_the_recent_past_strided_and_skips_the_goal():
 
 
 def test_bad_settings_are_clear_errors():
-    with pytest.raises(ValueError, match="width > 0"):
+    with pytest.raises(ValueError, match="width=0.0: expected a number > 0"):
         BoredomConfig(width=0.0)
-    with pytest.raises(ValueError, match="boredom.memory"):
+    with pytest.raises(ValueError, match="memory=0: expected an integer >= 1"):
         BoredomConfig(memory=0)
 
 

@@ -8,6 +8,7 @@ import torch
 
 from amia.agent.load import AgentError, build_actor, check_compatible
 from amia.eval.protocol import EvalConfig, evaluate_actor, run_protocol
+from amia.infra.validate import FieldError
 from amia.models.encoder import EncoderConfig
 from amia.models.jepa import JEPA, JEPAConfig
 from amia.models.predictor import PredictorConfig
@@ -73,7 +74,7 @@ def test_model_for_another_action_space_is_refused():
 
 
 def test_unknown_planner_and_env_are_clear_errors():
-    with pytest.raises(AgentError, match="planner must be one of gd, cem, mppi, hybrid, got 'astar'"):
+    with pytest.raises(FieldError, match="planner='astar': expected one of gd, cem, mppi, hybrid"):
         EvalConfig(planner="astar")
     with pytest.raises(ValueError, match="unknown env id"):
         run_episodes(tiny_model(), "amia/Nowhere-v0", FAST, progress=False)

@@ -250,10 +250,12 @@ def test_action_noise_is_seeded_and_off_in_eval_mode():
 
 
 def test_config_checks_pool_and_sizes():
-    with pytest.raises(ValueError, match="level2.pool"):
+    with pytest.raises(ValueError, match="pool='max': expected one of first, mean"):
         HJEPAConfig(pool="max")
-    with pytest.raises(ValueError, match="level2.stride"):
+    with pytest.raises(ValueError, match="stride=0: expected an integer >= 1"):
         HJEPAConfig(stride=0)
+    with pytest.raises(ValueError, match="level2.stride=0: expected"):  # named as on the command line
+        apply_overrides(HJEPAConfig(), ["stride=0"], "level2.")
     assert HJEPAConfig().window == 8 * 8 + 1 and HJEPAConfig(pool="mean").window == 9 * 8
     assert apply_overrides(HJEPAConfig(), ["stride=4", "predictor.hidden=64"]).predictor.hidden == 64
     with pytest.raises(ConfigError, match="strid"):
@@ -346,7 +348,7 @@ def test_load_level2_missing_or_for_another_state_size_is_a_clear_error(level2_r
 def test_windows_longer_than_the_episodes_are_refused_before_training(level1_run, tmp_path):
     run = fresh_copy(level1_run, tmp_path)
     with pytest.raises(ValueError, match="81 frames"):
-        train_level2(run, tiny_level2(stride=8, horizon=10), progress=False)
+        train_level2(run, tiny_level2(stride=8, horizon=10, report_steps=16), progress=False)
     assert not (run / LEVEL2_FILE).exists()
 
 

@@ -119,9 +119,9 @@ def test_refine_writes_a_run_with_the_same_encoder_a_refitted_predictor_and_resu
 def test_refine_refuses_bad_input_with_clear_errors(tiny_run, tmp_path, capsys):
     with pytest.raises(ValueError, match="must differ"):
         refine(tiny_run, tiny_run, SMALL, progress=False)
-    with pytest.raises(ValueError, match="seed must not be 0"):
+    with pytest.raises(ValueError, match="seed=0: expected an integer >= 1"):
         RefineConfig(seed=0)
-    with pytest.raises(ValueError, match="steps .* must be >= window"):
+    with pytest.raises(ValueError, match="steps=8: expected an integer >= window"):
         RefineConfig(steps=8, window=16)
     assert cli_main(["refine", "--run", str(tmp_path / "nothing"), "--out", str(tmp_path / "o"), "--quiet"]) == 2
     assert "nothing" in capsys.readouterr().err

@@ -41,6 +41,7 @@ from torch import nn
 
 from amia.agent.surprise import Surprise, SurpriseConfig
 from amia.cost.terms import Cost, GoalCritic, GoalDistance, SubgoalDistance, per_episode
+from amia.infra.validate import at_least, one_of
 from amia.planning.compute import hierarchical_calls_per_step
 from amia.planning.planners import PLANNERS, PlannerConfig, plan, shift
 
@@ -81,13 +82,10 @@ class HierarchyConfig:
     surprise: SurpriseConfig = field(default_factory=lambda: SurpriseConfig(enabled=True))
 
     def __post_init__(self):
-        if self.planner2 and self.planner2 not in PLANNERS:
-            raise ValueError(f"hierarchy.planner2 must be one of {PLANNERS} (or empty), got {self.planner2!r}")
-        for name in ("replan_every", "subgoal"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"hierarchy.{name} must be >= 1, got {getattr(self, name)}")
-        if self.replan2_every < 0 or self.switch_distance < 0:
-            raise ValueError("hierarchy.replan2_every and hierarchy.switch_distance must be >= 0")
+        one_of(self, "planner2", ("", *PLANNERS))
+        at_least(self, 1, "replan_every", "subgoal")
+        at_least(self, 0, "replan2_every", "switch_distance", "subgoal_weight", "final_weight", "level2_final_weight",
+                 "critic_weight")
 
     def level2_every(self, stride: int) -> int:
         """Level-1 steps between level-2 re-plans."""

@@ -21,11 +21,12 @@ from amia.cost.boredom import BoredomConfig
 from amia.cost.configurator import TASKS, TaskConfig, configure
 from amia.envs import ENV_SPECS, make_world
 from amia.infra.run_dir import load_level2, load_level2_critic, load_model, load_parts
+from amia.infra.validate import ConfigError, at_least, check, check_device, one_of
 from amia.models.jepa import JEPA
 from amia.planning.planners import PLANNERS, PlannerConfig
 
 
-class AgentError(ValueError):
+class AgentError(ConfigError):
     """Settings that cannot combine, or a run that lacks a part that the settings need."""
 
 
@@ -58,14 +59,13 @@ class AgentConfig:
     boredom: BoredomConfig = field(default_factory=BoredomConfig)
 
     def __post_init__(self):
-        if self.planner not in PLANNERS:
-            raise AgentError(f"planner must be one of {', '.join(PLANNERS)}, got {self.planner!r}")
-        if self.task not in TASKS:
-            raise AgentError(f"task must be one of {', '.join(TASKS)}, got {self.task!r}")
-        if self.mode not in (1, 2):
-            raise AgentError(f"mode must be 1 (policy) or 2 (planning), got {self.mode}")
-        if self.replan_every < 1:
-            raise AgentError(f"replan_every must be >= 1, got {self.replan_every}")
+        one_of(self, "planner", PLANNERS)
+        one_of(self, "task", TASKS)
+        one_of(self, "mode", (1, 2))
+        at_least(self, 1, "replan_every")
+        at_least(self, 0, "final_weight", "critic_weight")
+        check(self.forbid_weight is None or self.forbid_weight >= 0, "forbid_weight", self.forbid_weight,
+              "a number >= 0 (or null: the task's own weight)")
         if self.hierarchical:
             extra = [name for name, on in (("mode=1", self.mode != 2), (f"task={self.task}", self.task != "reach"),
                                            ("policy_init", self.policy_init), ("critic_weight", self.critic_weight),
@@ -148,7 +148,7 @@ def load_agent(run_dir: str | Path, cfg: AgentConfig | None = None, device: str 
     """The actor of a trained run (``amia.agent.actor.Actor``): ``cfg`` says how it acts (default: Mode-2 with
     the gradient planner), ``env_id`` the world it acts in (default: the one it was trained on)."""
     cfg = cfg or AgentConfig()
-    model, saved = load_model(run_dir, device)
+    model, saved = load_model(run_dir, check_device(device))
     env_id = env_id or saved["env_id"]
     if env_id in ENV_SPECS:
         check_compatible(model, env_id)

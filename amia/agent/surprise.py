@@ -30,6 +30,8 @@ from dataclasses import dataclass
 
 import torch
 
+from amia.infra.validate import at_least, one_of, within
+
 
 @dataclass
 class SurpriseConfig:
@@ -47,14 +49,11 @@ class SurpriseConfig:
     explore: str = "random"
 
     def __post_init__(self):
-        if self.every < 0 or self.steps < 1:
-            raise ValueError(f"surprise.every must be >= 0 and surprise.steps >= 1, got {self.every} and "
-                             f"{self.steps}")
-        if self.explore not in EXPLORE:
-            raise ValueError(f"surprise.explore must be one of {EXPLORE}, got {self.explore!r}")
-        if not 0 < self.ratio <= 1 or not 0 <= self.command <= 1:
-            raise ValueError(f"surprise.ratio must be in (0, 1] and surprise.command in [0, 1], got {self.ratio} "
-                             f"and {self.command}")
+        at_least(self, 0, "every")
+        at_least(self, 1, "steps")
+        one_of(self, "explore", EXPLORE)
+        within(self, "ratio", 0, 1, open_low=True)
+        within(self, "command", 0, 1)
 
 
 EXPLORE = ("random", "back_off")

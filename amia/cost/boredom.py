@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 import torch
 
+from amia.infra.validate import at_least, positive
+
 
 @dataclass
 class BoredomConfig:
@@ -36,12 +38,9 @@ class BoredomConfig:
     gate: float = 0.1
 
     def __post_init__(self):
-        if self.weight < 0 or self.width <= 0 or self.scale <= 0 or self.free < 0:
-            raise ValueError(f"boredom needs weight >= 0, width > 0, scale > 0 and free >= 0, got weight={self.weight}, "
-                             f"width={self.width}, scale={self.scale}, free={self.free}")
-        if self.memory < 1 or self.stride < 1 or self.every < 1:
-            raise ValueError(f"boredom.memory, boredom.stride and boredom.every must be >= 1, got {self.memory}, "
-                             f"{self.stride} and {self.every}")
+        at_least(self, 0, "weight", "free", "gate")
+        positive(self, "width", "scale")
+        at_least(self, 1, "memory", "stride", "every")
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from tqdm import tqdm
 from amia.data.dataset import TrajectoryWriter
 from amia.data.policies import POLICIES
 from amia.envs import make_world
+from amia.infra.validate import at_least, one_of, positive, within
 
 
 @dataclass
@@ -26,14 +27,17 @@ class CollectConfig:
     batch: int = 100
     seed: int = 0
 
+    def __post_init__(self):
+        at_least(self, 1, "episodes", "steps", "batch")
+        at_least(self, 0, "seed")
+        one_of(self, "policy", sorted(POLICIES))
+        positive(self, "kappa")
+        within(self, "door_fraction", 0, 1)
+
 
 def collect(env_id: str, out: str | os.PathLike, cfg: CollectConfig | None = None, progress: bool = True) -> str:
     """Collect ``cfg.episodes`` episodes of ``cfg.steps`` steps into the trajectory file ``out`` (atomic)."""
     cfg = cfg or CollectConfig()
-    if cfg.policy not in POLICIES:
-        raise ValueError(f"unknown collection policy {cfg.policy!r}; known: {sorted(POLICIES)}")
-    if cfg.episodes < 1 or cfg.steps < 1:
-        raise ValueError(f"episodes and steps must be >= 1, got {cfg.episodes} and {cfg.steps}")
     world = make_world(env_id, 1)
     if cfg.policy == "doors" and tuple(world.state_names) != ("x", "y", "wall_x", "door_y"):
         raise ValueError(f"collect.policy=doors needs a rooms world with one wall and door; {env_id} has state "

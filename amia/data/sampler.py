@@ -11,7 +11,7 @@ import os
 import h5py
 import numpy as np
 
-from amia.data.dataset import read_info
+from amia.data.dataset import DatasetError, read_info
 
 
 class WindowSampler:
@@ -60,7 +60,7 @@ class WindowSampler:
             for b in chosen:
                 eps = self.blocks[b]
                 base = off[eps[0]]
-                span = {k: f[k][base:off[eps[-1] + 1]] for k in parts}  # one read per block
+                span = self._read(f, base, off[eps[-1] + 1])  # one read per block
                 for e in eps:
                     lo, hi = off[e] - base, off[e + 1] - base
                     for k in parts:
@@ -72,6 +72,13 @@ class WindowSampler:
         counts = np.asarray(lengths) - self.steps
         chunk["starts"], chunk["cum"] = np.asarray(starts), np.cumsum(counts)
         return chunk
+
+    def _read(self, f: h5py.File, lo: int, hi: int) -> dict[str, np.ndarray]:
+        """Frames ``lo:hi`` of every dataset; a chunk that fails its checksum is a ``DatasetError`` naming them."""
+        try:
+            return {k: f[k][lo:hi] for k in ("obs", "action", "state")}
+        except (OSError, RuntimeError) as e:
+            raise DatasetError(f"{self.info.path}: frames {lo}..{hi - 1} cannot be read (corrupt data: {e})") from None
 
     def chunk(self, step: int) -> dict:
         cid = 0 if self.single_chunk else step // self.steps_per_chunk

@@ -23,6 +23,7 @@ from amia.eval.timing import timing
 from amia.infra.config import to_dict
 from amia.infra.provenance import git_revision
 from amia.infra.run_dir import read_config
+from amia.infra.validate import at_least, check
 
 
 @dataclass
@@ -38,12 +39,10 @@ class EvalConfig(AgentConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.episodes < 1:
-            raise AgentError(f"episodes must be >= 1, got {self.episodes}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise AgentError(f"max_steps must be >= 1 (or null for the world's budget), got {self.max_steps}")
-        if self.timing_calls < 0:
-            raise AgentError(f"timing_calls must be >= 0, got {self.timing_calls}")
+        at_least(self, 1, "episodes")
+        at_least(self, 0, "seed", "timing_calls")
+        check(self.max_steps is None or self.max_steps >= 1, "max_steps", self.max_steps,
+              "an integer >= 1 (or null: the world's budget)")
 
     def steps(self, env_id: str) -> int:
         """The episode budget in ``env_id``: ``max_steps``, or the world's own budget when it is None."""

@@ -10,18 +10,50 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from amia.infra.validate import refuse_links
+
 FORMAT = "amia.checkpoint"
 
 
 class CheckpointError(ValueError):
-    """A checkpoint that is missing, unreadable, or made for another architecture."""
+    """A checkpoint that is missing, unreadable, made for another architecture, or holding non-finite weights."""
+
+
+def _replace(tmp: Path, path: Path, write) -> None:
+    """``write(tmp)``, then move ``tmp`` over ``path``; neither may be a link, and a failed write (a full disk)
+    leaves no temporary file and ``path`` as it was."""
+    refuse_links(path, tmp)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (never through a symbolic link)."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+
+    def write(tmp: Path) -> None:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+
+    _replace(path.with_name(path.name + ".tmp"), path, write)
+
+
+def non_finite(tensors: dict[str, torch.Tensor]) -> list[str]:
+    """Names of the floating-point tensors that hold a NaN or an infinity."""
+    return [k for k, v in tensors.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+
+
+def meta_field(meta: dict, key: str, path: str | Path):
+    """``meta[key]``; ``CheckpointError`` naming the file and the field if the checkpoint's metadata lacks it."""
+    if key not in meta:
+        raise CheckpointError(f"{path}: the checkpoint's metadata lacks the field {key!r} (expected by this version "
+                              f"of amia; has {', '.join(sorted(meta)) or 'none'})")
+    return meta[key]
 
 
 def save_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
@@ -36,10 +68,12 @@ def save_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.o
                 tensors[f"optim/{idx}/{name}"] = torch.as_tensor(v).detach().cpu().contiguous()
         groups = sd["param_groups"]
     header = {"format": FORMAT, "meta": json.dumps(meta), "param_groups": json.dumps(groups)}
+    bad = non_finite(tensors)
     path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=header)
-    os.replace(tmp, path)
+    if bad:
+        raise CheckpointError(f"{path}: not saved: {', '.join(bad[:4])} hold non-finite values (NaN or inf); the "
+                              "previous checkpoint, if any, is kept")
+    _replace(path.with_name(path.name + ".tmp"), path, lambda tmp: save_file(tensors, str(tmp), metadata=header))
 
 
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict, list]:
@@ -57,7 +91,17 @@ def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict, li
         raise CheckpointError(f"{path}: not a readable safetensors checkpoint: {e}") from None
     if header.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an amia checkpoint (format {header.get('format')!r})")
-    return tensors, json.loads(header["meta"]), json.loads(header["param_groups"])
+    try:
+        meta, groups = json.loads(header["meta"]), json.loads(header.get("param_groups", "[]"))
+    except (KeyError, ValueError) as e:
+        raise CheckpointError(f"{path}: the checkpoint's metadata is missing or not JSON ({e})") from None
+    if not isinstance(meta, dict) or not isinstance(groups, list):
+        raise CheckpointError(f"{path}: the checkpoint's metadata should be a JSON object, got {type(meta).__name__}")
+    bad = non_finite(tensors)
+    if bad:
+        raise CheckpointError(f"{path}: refused: {len(bad)} tensor(s) hold NaN or inf ({', '.join(bad[:4])}); "
+                              "the weights are unusable (retrain, or resume from an earlier copy)")
+    return tensors, meta, groups
 
 
 def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], path: str | Path = "checkpoint") -> None:

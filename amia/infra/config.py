@@ -5,17 +5,16 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import types
 import typing
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
+from amia.infra.validate import ConfigError, FieldError
+
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A config key or value that the dataclass does not accept."""
 
 
 def _field_types(cls) -> dict[str, Any]:
@@ -31,6 +30,9 @@ def _unknown(key: str, known, where: str) -> ConfigError:
 
 def _coerce(value: Any, tp: Any, where: str) -> Any:
     origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType) and type(None) in typing.get_args(tp):  # int | None and the like
+        inner = [a for a in typing.get_args(tp) if a is not type(None)]
+        return None if value is None else _coerce(value, inner[0], where)
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"config {where!r} should be a mapping, got {value!r}")
@@ -69,7 +71,10 @@ def from_dict(cls: type[T], data: dict[str, Any], prefix: str = "") -> T:
         if key not in types:
             raise _unknown(key, types, prefix)
         kwargs[key] = _coerce(value, types[key], prefix + key)
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except FieldError as e:  # a nested config's field, named from the top: planning.horizon
+        raise e.prefixed(prefix) from None
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:
@@ -77,8 +82,9 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
-def apply_overrides(cfg: T, overrides: list[str]) -> T:
-    """Apply ``a.b=value`` overrides (values parsed as YAML: ``3``, ``0.1``, ``true``, ``[32, 64]``)."""
+def apply_overrides(cfg: T, overrides: list[str], prefix: str = "") -> T:
+    """Apply ``a.b=value`` overrides (values parsed as YAML: ``3``, ``0.1``, ``true``, ``[32, 64]``); errors name
+    the key with ``prefix`` before it (``level2.``), as the user wrote it."""
     data = to_dict(cfg)
     for item in overrides:
         if "=" not in item:
@@ -88,18 +94,31 @@ def apply_overrides(cfg: T, overrides: list[str]) -> T:
         for i, part in enumerate(parts):
             if not isinstance(node, dict) or part not in node:
                 known = list(node) if isinstance(node, dict) else []
-                raise _unknown(part, known, ".".join(parts[:i]) + ("." if i else ""))
+                raise _unknown(part, known, prefix + ".".join(parts[:i]) + ("." if i else ""))
             if i == len(parts) - 1:
-                node[part] = yaml.safe_load(raw)
+                node[part] = _parse_value(key, raw)
             else:
                 node = node[part]
-    return from_dict(type(cfg), data)
+    return from_dict(type(cfg), data, prefix)
+
+
+def _parse_value(key: str, raw: str) -> Any:
+    """An override's value, read as YAML."""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"override {key}={raw}: not a YAML value ({str(e).splitlines()[0]})") from None
 
 
 def load_yaml(cls: type[T], path: str | Path) -> T:
     """Read a YAML preset into ``cls`` (keys it leaves out keep their defaults)."""
-    with open(path) as f:
-        data = yaml.safe_load(f) or {}
+    try:
+        with open(path) as f:
+            data = yaml.safe_load(f) or {}
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read the config file ({e.strerror or e})") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a config file should hold a mapping, got {type(data).__name__}")
     try:

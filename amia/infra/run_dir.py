@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from amia.infra.checkpoint import CheckpointError, load_weights, read_checkpoint
+from amia.infra.checkpoint import CheckpointError, load_weights, meta_field, read_checkpoint
 from amia.infra.config import ConfigError, from_dict
 from amia.models.critic import Critic
 from amia.models.jepa import JEPA, JEPAConfig
@@ -48,10 +48,11 @@ def read_config(run_dir: str | Path) -> dict:
         raise RunError(f"{run_dir}: no {CONFIG}; not a run directory (train one with `amia train --out {run_dir}`)")
     try:
         saved = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
+    except ValueError as e:  # not JSON, or not text
         raise RunError(f"{path}: not valid JSON ({e})") from None
     if not isinstance(saved, dict) or not isinstance(saved.get("train"), dict) or "env_id" not in saved:
-        raise RunError(f"{path}: expected a mapping with 'env_id' and a 'train' section")
+        raise RunError(f"{path}: expected a mapping with 'env_id' and a 'train' section, got "
+                       f"{type(saved).__name__ if not isinstance(saved, dict) else 'keys ' + ', '.join(sorted(saved))}")
     return saved
 
 
@@ -87,7 +88,7 @@ def load_model(run_dir: str | Path, device: str = "cpu") -> tuple[JEPA, dict]:
     path = Path(run_dir) / CHECKPOINT
     tensors, meta, _ = read_checkpoint(path)
     box = (meta["action_low"], meta["action_high"]) if "action_low" in meta and "action_high" in meta else None
-    model = JEPA(cfg, tuple(meta["obs_shape"]), meta["action_dim"], box)
+    model = JEPA(cfg, tuple(meta_field(meta, "obs_shape", path)), meta_field(meta, "action_dim", path), box)
     load_weights(model, tensors, path)
     return model.to(device).eval(), saved
 
@@ -97,6 +98,8 @@ def finished_level1(run_dir: str | Path, device: str = "cpu") -> tuple[JEPA, dic
     saved = read_config(run_dir)
     _, meta, _ = read_checkpoint(Path(run_dir) / CHECKPOINT)
     steps = saved["train"].get("steps", 0)
+    if not isinstance(meta.get("step", 0), int):
+        raise CheckpointError(f"{Path(run_dir) / CHECKPOINT}: step={meta.get('step')!r}: expected an integer")
     if meta.get("step", 0) < steps:
         raise RunError(f"{run_dir}: level 1 is at step {meta.get('step')} of {steps}; finish it first "
                        f"(`amia train --out {run_dir}` resumes it)")
@@ -107,8 +110,8 @@ def finished_level1(run_dir: str | Path, device: str = "cpu") -> tuple[JEPA, dic
 def _finished(path: Path, what: str, run_dir) -> tuple[dict, dict, dict]:
     """Tensors, meta and config of a finished checkpoint of ``amia train --levels 2``."""
     tensors, meta, _ = read_checkpoint(path)
-    cfg = meta["config"]
-    if meta["step"] < cfg["steps"]:
+    cfg, step = meta_field(meta, "config", path), meta_field(meta, "step", path)
+    if step < meta_field(cfg, "steps", path):
         raise CheckpointError(f"{path}: {what} is at step {meta['step']} of {cfg['steps']}; rerun "
                               f"`amia train --levels 2 --out {run_dir}` to finish it")
     return tensors, meta, cfg
@@ -121,6 +124,8 @@ def load_level2(run_dir: str | Path, device: str = "cpu", level1: JEPA | None = 
     if not path.exists():
         raise CheckpointError(f"{path}: no level-2 model; train one with `amia train --levels 2 --out {run_dir}`")
     tensors, meta, raw = _finished(path, "level 2", run_dir)
+    for key in ("level1_dim", "level1", "level1_action_dim"):
+        meta_field(meta, key, path)
     dim = read_config(run_dir)["train"].get("jepa", {}).get("encoder", {}).get("dim", JEPAConfig().encoder.dim)
     if meta["level1_dim"] != dim:
         raise CheckpointError(f"{path}: level 2 was trained on {meta['level1_dim']}-D level-1 states, but the run's "
@@ -139,6 +144,8 @@ def load_level2_critic(run_dir: str | Path, device: str = "cpu", level2: Level2 
     if not path.exists():
         return None
     tensors, meta, cfg = _finished(path, "the level-2 critic", run_dir)
+    for key in ("level2", "dim"):
+        meta_field(meta, key, path)
     if level2 is not None and meta["level2"] != weights_fingerprint(level2):
         raise CheckpointError(f"{path}: the level-2 critic was trained on other level-2 weights than the run's; "
                               f"delete it and rerun `amia train --levels 2 --out {run_dir}`")
@@ -165,12 +172,16 @@ def load_parts(run_dir: str | Path, state_dim: int) -> dict:
         parts["position"] = LinearProbe(tensors["model/weight"])
     if (run_dir / POLICY).exists():
         tensors, meta, _ = read_checkpoint(run_dir / POLICY)
+        for key in ("policy", "state_dim", "action_dim", "bound"):
+            meta_field(meta, key, run_dir / POLICY)
         policy = Policy(PolicyConfig(**meta["policy"]), meta["state_dim"], meta["state_dim"], meta["action_dim"],
                         meta["bound"])
         load_weights(policy, tensors, run_dir / POLICY)
         parts["policy"] = policy.eval()
     if (run_dir / CRITIC).exists():
         tensors, meta, _ = read_checkpoint(run_dir / CRITIC)
+        for key in ("critic", "state_dim"):
+            meta_field(meta, key, run_dir / CRITIC)
         critic = Critic(meta["state_dim"], meta["state_dim"], meta["critic"]["hidden"], meta["critic"]["layers"])
         load_weights(critic, tensors, run_dir / CRITIC)
         parts["critic"] = critic.eval()

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from amia.infra.validate import at_least, check
+
 
 @dataclass
 class EncoderConfig:
@@ -19,6 +21,11 @@ class EncoderConfig:
     dim: int = 64
     channels: tuple[int, ...] = (32, 64, 64, 64)
     downsample: int = 2
+
+    def __post_init__(self):
+        at_least(self, 1, "dim", "downsample")
+        check(all(isinstance(c, int) and c >= 1 for c in self.channels), "channels", list(self.channels),
+              "a list of integers >= 1")
 
 
 class ConvEncoder(nn.Module):

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from amia.infra.distributed import gather_batch
+from amia.infra.validate import at_least, one_of, positive
 from amia.models import regularizers as R
 from amia.models.encoder import ConvEncoder, EncoderConfig
 from amia.models.predictor import Predictor, PredictorConfig, mlp
@@ -37,6 +38,12 @@ class LossConfig:
     idm: float = 1.0
     sigreg: float = 0.002
     sigreg_directions: int = 256
+
+    def __post_init__(self):
+        one_of(self, "regularizer", REGULARIZERS)
+        at_least(self, 0, "pred", "var", "cov", "expander", "smooth", "idm", "sigreg")
+        positive(self, "std_target")
+        at_least(self, 1, "sigreg_directions")
 
 
 @dataclass

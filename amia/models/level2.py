@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from amia.data.blocks import POOLS, action_blocks, pool_span, stride_blocks
+from amia.infra.validate import at_least, check, one_of, positive
 from amia.models import regularizers as R
 from amia.models.predictor import Predictor, PredictorConfig, mlp
 
@@ -68,13 +69,16 @@ class HJEPAConfig:
     threads: int = 0
 
     def __post_init__(self):
-        if self.pool not in POOLS:
-            raise ValueError(f"level2.pool must be one of {POOLS}, got {self.pool!r}")
-        for name in ("stride", "horizon", "dim", "action_dim", "steps", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"level2.{name} must be >= 1, got {getattr(self, name)}")
-        if self.batch_size < 2 and self.var + self.cov > 0:
-            raise ValueError("level2.batch_size must be >= 2 for the VICReg batch statistics")
+        one_of(self, "pool", POOLS)
+        at_least(self, 1, "stride", "horizon", "dim", "action_dim", "encoder_hidden", "action_hidden", "steps",
+                 "log_every", "checkpoint_every", "report_windows")
+        at_least(self, 0, "pred", "var", "cov", "act_l2", "act_noise", "warmup", "weight_decay", "grad_clip",
+                 "report_steps", "seed", "threads")
+        positive(self, "std_target", "lr")
+        check(self.batch_size >= 2 or self.var + self.cov == 0, "batch_size", self.batch_size,
+              "an integer >= 2 (the VICReg batch statistics need two windows)")
+        check(self.report_steps % self.stride == 0, "report_steps", self.report_steps,
+              f"a multiple of stride ({self.stride})")
 
     @property
     def span(self) -> int:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from amia.infra.validate import at_least, positive
 from amia.models.predictor import mlp
 
 
@@ -25,6 +26,10 @@ class PolicyConfig:
     steps: int = 3000
     batch_size: int = 512
     lr: float = 1e-3
+
+    def __post_init__(self):
+        at_least(self, 1, "hidden", "layers", "steps", "batch_size")
+        positive(self, "lr")
 
 
 class Policy(nn.Module):

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from amia.infra.validate import at_least
+
 
 @dataclass
 class PredictorConfig:
@@ -15,6 +17,10 @@ class PredictorConfig:
     hidden: int = 512
     layers: int = 2
     latent_dim: int = 0
+
+    def __post_init__(self):
+        at_least(self, 1, "hidden", "layers")
+        at_least(self, 0, "latent_dim")
 
 
 def mlp(sizes: list[int]) -> nn.Sequential:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from amia.infra.validate import at_least, positive, within
+
 Rollout = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 CostFn = Callable[[torch.Tensor], torch.Tensor]
 PLANNERS = ("gd", "cem", "mppi", "hybrid")
@@ -54,6 +56,12 @@ class PlannerConfig:
     explore_fraction: float = 0.25
     populations: int = 8
     effort: float = 0.0
+
+    def __post_init__(self):
+        at_least(self, 1, "horizon", "iterations", "samples", "elites", "restarts", "knot_every", "populations")
+        at_least(self, 0, "warm_iterations", "refine", "min_std", "effort")
+        positive(self, "temperature", "init_std", "lr")
+        within(self, "explore_fraction", 0, 1)
 
 
 @dataclass

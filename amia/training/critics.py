@@ -45,6 +45,7 @@ from amia.infra.run_dir import (
     load_level2,
     weights_fingerprint,
 )
+from amia.infra.validate import at_least, check, positive, within
 from amia.models.critic import Critic
 from amia.training.fit import minimise
 from amia.training.loop import TrainingLoop, write_summary
@@ -67,12 +68,13 @@ class HindsightTD:
     target_tau: float = 0.005
 
     def __post_init__(self):
-        if not 0 < self.gamma < 1 or not 0 < self.expectile < 1 or not 0 < self.future_gamma < 1:
-            raise ValueError(f"gamma, expectile and future_gamma must lie in (0, 1), got {self.gamma}, "
-                             f"{self.expectile}, {self.future_gamma}")
-        if self.goal_self < 0 or self.goal_future < 0 or self.goal_self + self.goal_future > 1:
-            raise ValueError(f"goal_self and goal_future must be >= 0 and sum to at most 1, got {self.goal_self} "
-                             f"and {self.goal_future}")
+        for name in ("gamma", "expectile", "future_gamma"):
+            within(self, name, 0, 1, open_low=True, open_high=True)
+        within(self, "goal_self", 0, 1)
+        within(self, "goal_future", 0, 1)
+        check(self.goal_self + self.goal_future <= 1, "goal_future", self.goal_future,
+              f"a number with goal_self + goal_future <= 1 (goal_self is {self.goal_self})")
+        within(self, "target_tau", 0, 1, open_low=True)
 
 
 def expectile_loss(pred: torch.Tensor, target: torch.Tensor, expectile: float) -> torch.Tensor:
@@ -173,6 +175,12 @@ class Level2CriticConfig(HindsightTD):
     checkpoint_every: int = 2000
     seed: int = 0
     threads: int = 0
+
+    def __post_init__(self):
+        super().__post_init__()
+        at_least(self, 1, "hidden", "layers", "steps", "batch_size", "log_every", "checkpoint_every")
+        at_least(self, 0, "seed", "threads")
+        positive(self, "lr")
 
 
 @torch.no_grad()

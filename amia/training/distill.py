@@ -34,15 +34,17 @@ from amia.eval.diagnostics import fit_position_probe
 from amia.infra.checkpoint import atomic_write_text, read_checkpoint, save_checkpoint
 from amia.infra.provenance import git_revision
 from amia.infra.run_dir import CRITIC, POLICY, PROBE, ProbeWeights, RunError, data_file, load_model
+from amia.infra.validate import at_least, check, one_of, positive
 from amia.models.critic import Critic
 from amia.models.jepa import JEPA
 from amia.models.policy import Policy, PolicyConfig
 from amia.models.probe import LinearProbe
-from amia.planning.planners import PlannerConfig
+from amia.planning.planners import PLANNERS, PlannerConfig
 from amia.training.critics import HindsightTD, fit_hindsight_critic
 from amia.training.policy import AmortiseConfig, fit_policy, fit_policy_to_energy
 
 STATE_FILE = "distill_state.safetensors"  # labels, memory and policy after each finished round: resume point
+SUMMARY_FILE = "distill.json"
 
 
 @dataclass
@@ -61,8 +63,8 @@ class CriticConfig(HindsightTD):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.stride < 1:
-            raise ValueError(f"critic.stride must be >= 1, got {self.stride}")
+        at_least(self, 1, "stride", "hidden", "layers", "steps", "batch_size")
+        positive(self, "lr")
 
 
 @dataclass
@@ -88,11 +90,10 @@ class DistillConfig:
     amortise: AmortiseConfig = field(default_factory=AmortiseConfig)
 
     def __post_init__(self):
-        for name in ("rounds", "episodes", "steps", "replan_every", "label_span", "memory_capacity"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"distill {name} must be >= 1, got {getattr(self, name)}")
-        if self.seed == 0:
-            raise ValueError("distill seed must not be 0: seed 0's start/goal pairs are the evaluation protocol's")
+        at_least(self, 1, "rounds", "episodes", "steps", "replan_every", "label_span", "memory_capacity")
+        check(self.seed >= 1, "seed", self.seed, "an integer >= 1 (seed 0's start/goal pairs are the evaluation "
+              "protocol's)")
+        one_of(self, "planner", PLANNERS)
 
 
 def train_critic(memory: ShortTermMemory, dim: int, cfg: CriticConfig, seed: int = 0,
@@ -131,10 +132,33 @@ def _position(model: JEPA, run_dir: Path, saved: dict) -> LinearProbe:
     return LinearProbe(fit_position_probe(model, path, torch.device("cpu")).weight.float())
 
 
-def distill(run_dir: str | Path, cfg: DistillConfig | None = None, progress: bool = True) -> dict:
-    """Train the policy and critic of a run; saves ``policy``, ``critic`` and ``probe`` files and ``distill.json``."""
+def _check_replace(run_dir: Path, cfg: DistillConfig, force: bool) -> None:
+    """A policy already in the run, made with other settings (or by unknown means), is replaced only with ``force``
+    (which also drops a resume point made with other settings)."""
+    summary, state = run_dir / SUMMARY_FILE, run_dir / STATE_FILE
+    if force:
+        state.unlink(missing_ok=True)
+        return
+    if summary.exists():
+        try:
+            done = json.loads(summary.read_text())["config"]
+            same = json.dumps({k: v for k, v in done.items() if k not in ("rounds", "critic", "amortise")},
+                              sort_keys=True) == _resume_key(cfg)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            same = False
+        if not same:
+            raise RunError(f"{summary}: the run's policy and critic were made with other distill settings; pass --force "
+                           "to replace them")
+    elif (run_dir / POLICY).exists() and not state.exists():
+        raise RunError(f"{run_dir / POLICY} exists but no {SUMMARY_FILE} says how it was made; pass --force to replace it")
+
+
+def distill(run_dir: str | Path, cfg: DistillConfig | None = None, progress: bool = True, force: bool = False) -> dict:
+    """Train the policy and critic of a run; saves ``policy``, ``critic`` and ``probe`` files and ``distill.json``
+    (files of an earlier distillation with other settings are replaced only with ``force``)."""
     cfg, run_dir = cfg or DistillConfig(), Path(run_dir)
     model, saved = load_model(run_dir)
+    _check_replace(run_dir, cfg, force)
     model, env_id, dim = frozen(model, "cpu"), saved["env_id"], model.cfg.encoder.dim
     torch.manual_seed(cfg.seed)
     position = _position(model, run_dir, saved)
@@ -167,7 +191,7 @@ def distill(run_dir: str | Path, cfg: DistillConfig | None = None, progress: boo
                "critic_examples": examples, "critic_loss": float(np.mean(closs[-100:])), **amortised,
                "seconds": round(time.time() - t0, 1), "git_rev": git_revision(),
                "config": json.loads(json.dumps(cfg, default=lambda o: o.__dict__))}
-    atomic_write_text(run_dir / "distill.json", json.dumps(summary, indent=2))
+    atomic_write_text(run_dir / SUMMARY_FILE, json.dumps(summary, indent=2))
     return summary
 
 

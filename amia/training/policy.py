@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
+from amia.infra.validate import at_least, positive, within
 from amia.models.policy import Policy
 from amia.training.fit import fit_regression, minimise
 
@@ -47,11 +48,10 @@ class AmortiseConfig:
     lr: float = 1e-3
 
     def __post_init__(self):
-        if self.horizon < 1 or self.steps < 1 or self.batch_size < 1:
-            raise ValueError(f"amortise.horizon, .steps and .batch_size must be >= 1, got {self.horizon}, "
-                             f"{self.steps} and {self.batch_size}")
-        if not 0 <= self.hindsight_goals <= 1:
-            raise ValueError(f"amortise.hindsight_goals must be in [0, 1], got {self.hindsight_goals}")
+        at_least(self, 1, "horizon", "steps", "batch_size")
+        at_least(self, 0, "final_weight", "critic_weight")
+        positive(self, "lr")
+        within(self, "hindsight_goals", 0, 1)
 
 
 def fit_policy_to_energy(policy: Policy, predictor: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +27,10 @@ from amia.agent.load import AgentConfig, build_actor, check_compatible
 from amia.agent.surprise import SurpriseConfig
 from amia.data.encode import EncodedTrajectories, encode_dataset, encode_frames, window_starts
 from amia.envs import SUCCESS_RADIUS, evaluation_set, make_world, start_episodes
-from amia.infra.checkpoint import atomic_write_text, read_checkpoint, save_checkpoint
+from amia.infra.checkpoint import atomic_write_text, meta_field, read_checkpoint, save_checkpoint
 from amia.infra.provenance import git_revision
 from amia.infra.run_dir import CHECKPOINT, CONFIG, METRICS, RunError, data_file, load_model
+from amia.infra.validate import at_least, check, check_device, positive, within
 from amia.models.jepa import JEPA
 from amia.training.fit import minimise
 
@@ -62,15 +62,13 @@ class RefineConfig:
     act: AgentConfig = field(default_factory=_acting)
 
     def __post_init__(self):
-        for name in ("rounds", "episodes", "fit_steps", "batch_size", "window", "held_out"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"refine {name} must be >= 1, got {getattr(self, name)}")
-        if self.steps < self.window:
-            raise ValueError(f"refine steps ({self.steps}) must be >= window ({self.window}): windows are cut from episodes")
-        if self.seed == 0:
-            raise ValueError("refine seed must not be 0: seed 0's start/goal pairs are the evaluation protocol's")
-        if not 0 <= self.own_fraction <= 1:
-            raise ValueError(f"refine own_fraction must lie in [0, 1], got {self.own_fraction}")
+        at_least(self, 1, "rounds", "episodes", "fit_steps", "batch_size", "window", "held_out")
+        check(self.seed >= 1, "seed", self.seed, "an integer >= 1 (seed 0's start/goal pairs are the evaluation "
+              "protocol's)")
+        check(self.steps >= self.window, "steps", self.steps,
+              f"an integer >= window ({self.window}): windows are cut from episodes")
+        positive(self, "lr")
+        within(self, "own_fraction", 0, 1)
         self.act.require_flat_mode2("refine (act.*)")
 
 
@@ -152,14 +150,34 @@ def _write_run(out: Path, run: Path, saved: dict, model: JEPA, meta: dict, data_
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / CONFIG, json.dumps(dict(saved, data=str(data_path.resolve())), indent=2))
     if (run / METRICS).exists():
-        shutil.copy(run / METRICS, out / METRICS)
+        atomic_write_text(out / METRICS, (run / METRICS).read_text())
     save_checkpoint(out / CHECKPOINT, model, None, meta)
+
+
+def _check_out(out: Path, run: Path, force: bool) -> bool:
+    """Whether ``out`` holds a refinement of ``run`` to resume. ``--out`` must not be ``--run``, and another run
+    there (or a refinement of another run) is refused unless ``force``, which starts the refinement over."""
+    if run.resolve() == out.resolve():
+        raise RunError(f"refine writes a new run: --out must differ from --run ({run})")
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--out {out}: a file, expected a run directory")
+    state = out / STATE_FILE
+    if state.exists():
+        _, meta, _ = read_checkpoint(state)
+        source = meta_field(meta, "summary", state).get("from_run")
+        if source is not None and Path(source).resolve() != run.resolve() and not force:
+            raise RunError(f"--out {out} holds a refinement of another run ({source}); choose another --out, or pass "
+                           "--force to replace it")
+        return not force
+    others = [n for n in (CONFIG, CHECKPOINT, METRICS, SUMMARY_FILE) if (out / n).exists()]
+    if others and not force:
+        raise RunError(f"--out {out} holds another run ({', '.join(others)}); refine never replaces it: choose another "
+                       "--out, or pass --force to replace it")
+    return False
 
 
 def _resume(out: Path, summary: dict, device: torch.device):
     """The saved refinement in ``out`` (summary, experience, model) if it was made with these settings."""
-    if not (out / STATE_FILE).exists():
-        return summary, None, None
     tensors, state_meta, _ = read_checkpoint(out / STATE_FILE)
     if {k: v for k, v in state_meta["config"].items() if k != "rounds"} != {
             k: v for k, v in summary["config"].items() if k != "rounds"}:
@@ -195,14 +213,14 @@ def _round(model: JEPA, env_id: str, cfg: RefineConfig, r: int, own: tuple | Non
 
 
 def refine(run_dir: str | Path, out_dir: str | Path, cfg: RefineConfig | None = None, device: str = "cpu",
-           progress: bool = True) -> dict:
+           progress: bool = True, force: bool = False) -> dict:
     """Refine the world model of ``run_dir`` on the agent's experience; write the refined run to ``out_dir``
     (config, checkpoint, ``refine.json``). Every finished round is saved there; rerunning resumes, and a larger
-    ``rounds`` adds rounds to a finished refinement. Returns the summary."""
+    ``rounds`` adds rounds to a finished refinement. Another run in ``out_dir`` is replaced only with ``force``.
+    Returns the summary."""
     cfg = cfg or RefineConfig()
-    run, out, dev = Path(run_dir), Path(out_dir), torch.device(device)
-    if run.resolve() == out.resolve():
-        raise RunError(f"refine writes a new run: --out must differ from --run ({run})")
+    run, out, dev = Path(run_dir), Path(out_dir), torch.device(check_device(device))
+    resuming = _check_out(out, run, force)
     model, saved = load_model(run, device)
     env_id, data_path = saved["env_id"], data_file(run, saved)
     check_compatible(model, env_id)
@@ -212,7 +230,7 @@ def refine(run_dir: str | Path, out_dir: str | Path, cfg: RefineConfig | None = 
     _, meta, _ = read_checkpoint(run / CHECKPOINT)
     config = json.loads(json.dumps(dataclasses.asdict(cfg)))
     summary = {"from_run": str(run), "env_id": env_id, "config": config, "rounds": [], "git_rev": git_revision()}
-    summary, own, resumed = _resume(out, summary, dev)
+    summary, own, resumed = _resume(out, summary, dev) if resuming else (summary, None, None)
     model = resumed or model
     if len(summary["rounds"]) >= cfg.rounds:
         return summary

@@ -15,15 +15,16 @@ import numpy as np
 import torch
 
 from amia.data.collect import CollectConfig, collect
-from amia.data.dataset import DatasetInfo, read_info, split_episodes
+from amia.data.dataset import DatasetInfo, check_world, read_info, split_episodes, verify_frames
 from amia.data.sampler import WindowSampler
-from amia.envs import env_spec
+from amia.envs import ENV_SPECS, env_spec
 from amia.eval.diagnostics import representation_report
 from amia.infra import distributed as dist_utils
 from amia.infra.checkpoint import CheckpointError, atomic_write_text, read_checkpoint
-from amia.infra.config import apply_overrides, from_dict, to_dict
+from amia.infra.config import ConfigError, apply_overrides, from_dict, to_dict
 from amia.infra.provenance import git_revision, machine
 from amia.infra.run_dir import CHECKPOINT, CONFIG, DATA, METRICS, RunError, config_diff, read_config
+from amia.infra.validate import at_least, check_device, positive, refuse_links, within
 from amia.models.jepa import JEPA, JEPAConfig
 from amia.training.loop import TrainingLoop, warmup_cosine
 
@@ -49,6 +50,13 @@ class TrainConfig:
     diag_windows: int = 512
     seed: int = 0
     threads: int = 0
+
+    def __post_init__(self):
+        at_least(self, 1, "steps", "window", "log_every", "checkpoint_every", "chunk_frames", "diag_windows")
+        at_least(self, 2, "batch_size")  # VICReg / SIGReg statistics need two windows
+        at_least(self, 0, "warmup", "val_every", "weight_decay", "grad_clip", "seed", "threads")
+        positive(self, "lr")
+        within(self, "val_fraction", 0, 1, open_low=True, open_high=True)
 
 
 WORLD_PRESETS: dict[str, list[str]] = {
@@ -79,7 +87,10 @@ def set_threads(threads: int, processes: int = 1) -> None:
 def load_run_config(run_dir: str | Path) -> tuple[dict, TrainConfig]:
     """The ``config.json`` of a run and its ``TrainConfig``."""
     saved = read_config(run_dir)
-    return saved, from_dict(TrainConfig, saved["train"])
+    try:
+        return saved, from_dict(TrainConfig, saved["train"])
+    except ConfigError as e:
+        raise RunError(f"{Path(run_dir) / CONFIG}: in 'train': {e}") from None
 
 
 def _wanted(env_id: str, cfg: TrainConfig, data: str | None) -> dict:
@@ -96,37 +107,50 @@ def finished_metrics(env_id: str, out: str | Path, cfg: TrainConfig, data: str |
     """
     out = Path(out)
     paths = [out / n for n in (CONFIG, CHECKPOINT, METRICS)]
-    if not all(p.exists() for p in paths) or config_diff(json.loads(paths[0].read_text()), _wanted(env_id, cfg, data)):
-        return None
-    try:
+    try:  # anything unreadable here is named by ``train``, which reads it again
+        if not all(p.is_file() for p in paths) or config_diff(json.loads(paths[0].read_text()), _wanted(env_id, cfg, data)):
+            return None
         _, meta, _ = read_checkpoint(paths[1])
-    except CheckpointError:
+        metrics = json.loads(paths[2].read_text())
+    except (CheckpointError, ValueError):
         return None
-    return json.loads(paths[2].read_text()) if meta.get("step", 0) >= cfg.steps else None
+    return metrics if isinstance(metrics, dict) and meta.get("step", 0) >= cfg.steps else None
 
 
-def _prepare_run(env_id: str, out: Path, cfg: TrainConfig, data: str | None) -> None:
-    """Write or check ``config.json``: a rerun must ask for the same run it resumes."""
+def _prepare_run(env_id: str, out: Path, cfg: TrainConfig, data: str | None) -> bool:
+    """Write or check ``config.json``: a rerun must ask for the same run it resumes. True if it was written now."""
     wanted = _wanted(env_id, cfg, data)
     path = out / CONFIG
+    if out.exists() and not out.is_dir():
+        raise RunError(f"--out {out}: a file, expected a run directory")
+    refuse_links(path)
     if path.exists():
         diffs = config_diff(read_config(out), wanted)
         if diffs:
             raise RunError(f"{out} holds a run started with other settings ({'; '.join(diffs[:5])}); "
                            "rerun with the same settings to resume, or choose another --out")
-        return
+        return False
+    if (out / CHECKPOINT).exists():
+        raise RunError(f"{out} holds {CHECKPOINT} but no {CONFIG}: not a run that this command can resume, and "
+                       "amia does not replace another run's files; choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(wanted, indent=2))
+    return True
 
 
-def _check_data(env_id: str | None, data_path: Path) -> DatasetInfo:
-    """The ``DatasetInfo`` of a trajectory file; ``RunError`` if it is missing or from another env than ``env_id``
-    (``None``: any)."""
+def _check_data(env_id: str | None, data_path: Path, frames: bool = False) -> DatasetInfo:
+    """The ``DatasetInfo`` of a trajectory file, from the env ``env_id`` (``None``: any), checked against the world
+    when it is one of amia's (``amia.data.check_world``) and, with ``frames``, every frame read once (checksums);
+    ``RunError`` if it is missing or from another env."""
     if not data_path.exists():
         raise RunError(f"--data {data_path}: no such file")
     info = read_info(data_path)
     if env_id is not None and info.env_id != env_id:
         raise RunError(f"{data_path} was collected in {info.env_id!r}, but --env is {env_id!r}")
+    if (env_id or info.env_id) in ENV_SPECS:
+        check_world(info, env_id or info.env_id)
+    if frames:
+        verify_frames(data_path)
     return info
 
 
@@ -137,21 +161,32 @@ def _data(env_id: str | None, out: Path, cfg: TrainConfig, data: str | None, pro
     distributed, rank = dist_utils.is_distributed(), dist_utils.rank()
     data_path = Path(data) if data else out / DATA
     if data:  # refuse a bad --data before config.json binds the run directory to it
-        env_id = _check_data(env_id, data_path).env_id
+        env_id = _check_data(env_id, data_path, frames=True).env_id
     elif env_id is None:
         raise ValueError("train needs an env id or a data file")
     elif not data_path.exists():
         env_spec(env_id)
-    if rank == 0:
-        _prepare_run(env_id, out, cfg, data)
-    if distributed:
-        torch.distributed.barrier()
-    if not data_path.exists():
-        if rank == 0:
-            collect(env_id, data_path, cfg.collect, progress=progress)
+    created = rank == 0 and _prepare_run(env_id, out, cfg, data)
+    try:
         if distributed:
             torch.distributed.barrier()
-    return _check_data(env_id, data_path)
+        if not data_path.exists():
+            if rank == 0:
+                collect(env_id, data_path, cfg.collect, progress=progress)
+            if distributed:
+                torch.distributed.barrier()
+        return _check_data(env_id, data_path, frames=not data)
+    except BaseException:
+        if created:  # a failed start leaves no config.json behind to refuse the corrected command
+            (out / CONFIG).unlink(missing_ok=True)
+        raise
+
+
+def _identity(env_id: str, info: DatasetInfo, cfg: TrainConfig) -> dict:
+    """What a resumed checkpoint must carry: the world, the shapes of its data (and its action box, where it
+    declares one) and the training settings."""
+    return {"env_id": env_id, "obs_shape": list(info.obs_shape), "action_dim": info.action_dim,
+            **(action_box(info) or {}), "config": to_dict(cfg)}
 
 
 def action_box(info: DatasetInfo) -> dict | None:
@@ -163,6 +198,9 @@ def action_box(info: DatasetInfo) -> dict | None:
 
 
 def _device(device: str, distributed: bool) -> torch.device:
+    """The torch device of this process (``cuda:LOCAL_RANK`` in a distributed GPU run); an unknown or absent
+    device is a ``FieldError`` naming it."""
+    check_device(device)
     if device.startswith("cuda") and distributed:
         device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
         torch.cuda.set_device(device)
@@ -199,9 +237,8 @@ def train(env_id: str | None, out: str | Path, cfg: TrainConfig | None = None, d
     box = action_box(info)
     model = JEPA(cfg.jepa, info.obs_shape, info.action_dim, box and (box["action_low"], box["action_high"])).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    loop = TrainingLoop("train", out / CHECKPOINT, model, opt, cfg.steps,
-                        {"env_id": env_id, "obs_shape": list(info.obs_shape), "action_dim": info.action_dim, **(box or {})},
-                        out, cfg.log_every, cfg.checkpoint_every, progress, main=rank == 0)
+    loop = TrainingLoop("train", out / CHECKPOINT, model, opt, cfg.steps, _identity(env_id, info, cfg), out, cfg.log_every,
+                        cfg.checkpoint_every, progress, main=rank == 0, optional=("config",))
     loop.resume()
     ddp, logger = torch.nn.parallel.DistributedDataParallel(model) if distributed else model, loop.logger
 
