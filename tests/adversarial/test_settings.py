@@ -67,7 +67,7 @@ BAD = [  # (config, field, bad value, words the message must hold after "field=v
     (Level2CriticConfig, "log_every", 0, ">= 1"), (Level2CriticConfig, "goal_future", 0.9, "goal_self + goal_future"),
     (Level2CriticConfig, "target_tau", 0.0, "(0, 1]"), (DistillConfig, "rounds", 0, ">= 1"),
     (DistillConfig, "seed", 0, ">= 1 (seed 0's start/goal pairs"), (DistillConfig, "planner", "x", "one of gd"),
-    (DistillConfig, "label_span", 0, ">= 1"), (CriticConfig, "kind", "mc", "one of hindsight, discounted"),
+    (DistillConfig, "label_span", 0, ">= 1"), (CriticConfig, "hidden", 0, ">= 1"),
     (CriticConfig, "stride", 0, ">= 1"), (RefineConfig, "seed", 0, ">= 1"), (RefineConfig, "own_fraction", 2.0, "[0, 1]"),
     (RefineConfig, "fit_steps", 0, ">= 1"), (RefineConfig, "lr", -1.0, "> 0"), (SurpriseConfig, "ratio", 0.0, "(0, 1]"),
     (SurpriseConfig, "explore", "x", "one of random, back_off"), (SurpriseConfig, "steps", 0, ">= 1"),
