@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+EXTRAS := $(VENV)/.extras
 
 .PHONY: setup demo test lint bench clean
 
@@ -13,8 +14,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	# CPU wheel first, so the open-ended torch requirement does not pull a CUDA build
 	$(PY) -m pip install --quiet "torch==2.13.0" || $(PY) -m pip install --quiet "torch>=2.4"
-	$(PY) -m pip install --quiet -e ".[dev,viz,gym,pusht,minari]"
+	$(PY) -m pip install --quiet -e ".[dev,viz]"
 	touch $(STAMP)
+
+# what the tests of other worlds and formats need: pygame, gym-pusht, minari (with jax, for its DataCollector)
+$(EXTRAS): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[dev,viz,gym,pusht,minari]"
+	touch $(EXTRAS)
 
 demo: $(STAMP)
 	$(VENV)/bin/amia demo --out runs/demo
@@ -22,7 +28,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check amia tests benchmarks
 
-test: lint
+test: lint $(EXTRAS)
 	$(PY) -m pytest tests
 
 bench: $(STAMP)
