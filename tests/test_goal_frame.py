@@ -160,3 +160,14 @@ def test_pendulum_end_to_end_from_the_command_line(tmp_path):
     assert len(r["success"]) == 4 and r["success_rate"] == np.mean(r["success"])
     assert r["config"]["planning"]["iterations"] == 2 and r["ms_per_plan_median"] > 0
     assert "goal-frame (offset 5, budget 6, 4 episodes, seed 0): success" in done.stdout
+
+
+def test_goal_frames_of_another_size_are_refused_by_shape(tmp_path):
+    path = tmp_path / "small.h5"
+    w = TrajectoryWriter(path, "amia/TwoRooms-v0", (2, 32, 32), 2, ["x", "y", "wall_x", "door_y"])
+    w.add_batch(np.zeros((2, 31, 2, 32, 32), np.uint8), np.zeros((2, 30, 2), np.float32),
+                np.tile(np.float32([20, 20, 32, 32]), (2, 31, 1)))
+    w.close()
+    cfg = GoalFrameConfig(episodes=2, offset=5, budget=5, timing_calls=0)
+    with pytest.raises(ValueError, match=r"amia/TwoRooms-v0 gives frames \(2, 64, 64\), the goal frames are \(2, 32, 32\)"):
+        evaluate_goal_frame(Replay(path, np.arange(2), cfg), "amia/TwoRooms-v0", path, np.arange(2), cfg, progress=False)
