@@ -66,6 +66,8 @@ class AgentConfig:
         at_least(self, 0, "final_weight", "critic_weight")
         check(self.forbid_weight is None or self.forbid_weight >= 0, "forbid_weight", self.forbid_weight,
               "a number >= 0 (or null: the task's own weight)")
+        check(self.hierarchical or self.planning.horizon >= self.replan_every, "planning.horizon", self.planning.horizon,
+              f"an integer >= replan_every ({self.replan_every}): a plan must last until the next re-plan")
         if self.hierarchical:
             extra = [name for name, on in (("mode=1", self.mode != 2), (f"task={self.task}", self.task != "reach"),
                                            ("policy_init", self.policy_init), ("critic_weight", self.critic_weight),

@@ -94,6 +94,8 @@ class DistillConfig:
         check(self.seed >= 1, "seed", self.seed, "an integer >= 1 (seed 0's start/goal pairs are the evaluation "
               "protocol's)")
         one_of(self, "planner", PLANNERS)
+        check(self.planning.horizon >= self.replan_every, "planning.horizon", self.planning.horizon,
+              f"an integer >= replan_every ({self.replan_every}): a plan must last until the next re-plan")
 
 
 def train_critic(memory: ShortTermMemory, dim: int, cfg: CriticConfig, seed: int = 0,

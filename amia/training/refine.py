@@ -27,7 +27,7 @@ from amia.agent.load import AgentConfig, build_actor, check_compatible
 from amia.agent.surprise import SurpriseConfig
 from amia.data.encode import EncodedTrajectories, encode_dataset, encode_frames, window_starts
 from amia.envs import SUCCESS_RADIUS, evaluation_set, make_world, start_episodes
-from amia.infra.checkpoint import atomic_write_text, meta_field, read_checkpoint, save_checkpoint
+from amia.infra.checkpoint import atomic_write_text, load_weights, meta_field, read_checkpoint, save_checkpoint
 from amia.infra.provenance import git_revision
 from amia.infra.run_dir import CHECKPOINT, CONFIG, METRICS, RunError, data_file, load_model
 from amia.infra.validate import at_least, check, check_device, positive, within
@@ -176,16 +176,19 @@ def _check_out(out: Path, run: Path, force: bool) -> bool:
     return False
 
 
-def _resume(out: Path, summary: dict, device: torch.device):
-    """The saved refinement in ``out`` (summary, experience, model) if it was made with these settings."""
+def _resume(out: Path, summary: dict, model: JEPA):
+    """The saved refinement in ``out`` (summary, experience; ``model`` takes its refined weights) if it was made
+    with these settings. The state file is the whole resume point: the run files are written after it."""
     tensors, state_meta, _ = read_checkpoint(out / STATE_FILE)
     if {k: v for k, v in state_meta["config"].items() if k != "rounds"} != {
             k: v for k, v in summary["config"].items() if k != "rounds"}:
         raise RunError(f"{out} holds a refinement with other settings (only rounds may grow); choose another --out "
                        "or delete it")
-    model, _ = load_model(out, str(device))
+    prefix = "model/model."
+    load_weights(model, {"model/" + k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)},
+                 out / STATE_FILE)
     own = (tensors["model/own_states"], tensors["model/own_actions"])
-    return dict(state_meta["summary"], config=summary["config"]), own, model
+    return dict(state_meta["summary"], config=summary["config"]), own
 
 
 def _round(model: JEPA, env_id: str, cfg: RefineConfig, r: int, own: tuple | None, data: EncodedTrajectories,
@@ -230,22 +233,43 @@ def refine(run_dir: str | Path, out_dir: str | Path, cfg: RefineConfig | None = 
     _, meta, _ = read_checkpoint(run / CHECKPOINT)
     config = json.loads(json.dumps(dataclasses.asdict(cfg)))
     summary = {"from_run": str(run), "env_id": env_id, "config": config, "rounds": [], "git_rev": git_revision()}
-    summary, own, resumed = _resume(out, summary, dev) if resuming else (summary, None, None)
-    model = resumed or model
+    summary, own = _resume(out, summary, model) if resuming else (summary, None)
     if len(summary["rounds"]) >= cfg.rounds:
+        if not _outputs_current(out, len(summary["rounds"])):  # a kill cut the last round's writes short
+            _write_outputs(out, run, saved, model, meta, data_path, summary)
         return summary
     model.eval().requires_grad_(False)
     data = encode_dataset(model, data_path, dev, progress=progress)
+    out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     for r in range(len(summary["rounds"]), cfg.rounds):
         own, record = _round(model, env_id, cfg, r, own, data, dev, progress)
         summary["rounds"].append(dict(record, seconds=time.time() - t0))
-        _write_run(out, run, saved, model, dict(meta, refined={"from": str(run), "rounds": r + 1}), data_path)
-        state = torch.nn.ParameterDict({k: torch.nn.Parameter(v, requires_grad=False)
-                                        for k, v in zip(("own_states", "own_actions"), own)})
+        state = torch.nn.Module()
+        state.model = model
+        for k, v in zip(("own_states", "own_actions"), own):
+            state.register_buffer(k, v)
         save_checkpoint(out / STATE_FILE, state, None, {"config": config, "summary": summary})
-        atomic_write_text(out / SUMMARY_FILE, json.dumps(summary, indent=2))
+        _write_outputs(out, run, saved, model, meta, data_path, summary)
     return summary
+
+
+def _outputs_current(out: Path, rounds: int) -> bool:
+    """Whether the refined run's files are all there and from ``rounds`` rounds."""
+    try:
+        _, meta, _ = read_checkpoint(out / CHECKPOINT)
+        written = json.loads((out / SUMMARY_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return (out / CONFIG).exists() and (out / METRICS).exists() and len(written.get("rounds", [])) == rounds \
+        and meta.get("refined", {}).get("rounds") == rounds
+
+
+def _write_outputs(out: Path, run: Path, saved: dict, model: JEPA, meta: dict, data_path: Path, summary: dict) -> None:
+    """The refined run's files (config, checkpoint, metrics, ``refine.json``) after ``summary``'s rounds."""
+    rounds = len(summary["rounds"])
+    _write_run(out, run, saved, model, dict(meta, refined={"from": str(run), "rounds": rounds}), data_path)
+    atomic_write_text(out / SUMMARY_FILE, json.dumps(summary, indent=2))
 
 
 __all__ = ["MixedWindows", "RecordingWorld", "RefineConfig", "act", "fit_predictor", "refine", "window_error"]

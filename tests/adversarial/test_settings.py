@@ -90,6 +90,14 @@ def test_a_field_out_of_range_is_refused_when_built(cls, field, value, expected)
     assert (repr(value) if isinstance(value, str) else str(list(value) if isinstance(value, tuple) else value)) in msg
 
 
+def test_a_plan_shorter_than_the_replanning_interval_is_refused():
+    from amia.agent.load import AgentConfig
+
+    for build in (lambda: AgentConfig(replan_every=40), lambda: DistillConfig(replan_every=40)):
+        with pytest.raises(FieldError, match=r"^planning.horizon=32: expected an integer >= replan_every \(40\)"):
+            build()
+
+
 NESTED = [  # (config, override, the name the message must start with)
     (TrainConfig, "jepa.encoder.dim=0", "jepa.encoder.dim=0: expected"),
     (TrainConfig, "jepa.loss.regularizer=vic", "jepa.loss.regularizer='vic': expected"),
