@@ -141,7 +141,7 @@ def test_a_users_policy_by_module_and_name(tmp_path, monkeypatch):
     assert (act[moving] == np.float32([0.5, 0.25, -1.0])).all()
     with pytest.raises(ValueError, match="my_policy:nothing.*cannot load"):
         load_policy("my_policy:nothing", None)
-    with pytest.raises(ValueError, match="expected one of .*module:name"):
+    with pytest.raises(ValueError, match="policy='wobbly': expected one of random, smooth or module:name"):
         GymCollectConfig(policy="wobbly")
 
 

@@ -20,6 +20,7 @@ from amia.data.dataset import TrajectoryWriter
 from amia.data.policies import BOX_POLICIES, load_policy
 from amia.envs.gym_world import import_modules, inspect_env
 from amia.envs.pixels import resize_frames, state_of
+from amia.infra.validate import at_least, check, one_of, within
 
 
 @dataclass
@@ -41,15 +42,11 @@ class GymCollectConfig:
     env_kwargs: dict = field(default_factory=dict)
 
     def __post_init__(self):
-        for name in ("episodes", "steps", "repeat", "image_size", "num_envs"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"collect {name} must be >= 1, got {getattr(self, name)}")
-        if not 0 <= self.rho < 1:
-            raise ValueError(f"collect rho must lie in [0, 1), got {self.rho}")
-        if self.vectorization not in ("sync", "async"):
-            raise ValueError(f"collect vectorization must be 'sync' or 'async', got {self.vectorization!r}")
-        if self.policy not in BOX_POLICIES and ":" not in self.policy:
-            raise ValueError(f"collect policy {self.policy!r}: expected one of {sorted(BOX_POLICIES)} or 'module:name'")
+        at_least(self, 1, "episodes", "steps", "repeat", "image_size", "num_envs")
+        within(self, "rho", 0, 1, open_high=True)
+        one_of(self, "vectorization", ("sync", "async"))
+        check(self.policy in BOX_POLICIES or ":" in self.policy, "policy", self.policy,
+              f"one of {', '.join(sorted(BOX_POLICIES))} or module:name")
 
 
 def check_env(env_id: str, cfg: GymCollectConfig) -> tuple[str, gym.spaces.Box, gym.spaces.Space]:

@@ -26,6 +26,7 @@ from amia.eval.timing import timing
 from amia.infra.config import to_dict
 from amia.infra.provenance import git_revision
 from amia.infra.run_dir import data_file, read_config
+from amia.infra.validate import at_least
 
 
 @dataclass
@@ -40,9 +41,8 @@ class GoalFrameConfig:
     timing_calls: int = 20
 
     def __post_init__(self):
-        for name in ("episodes", "offset", "budget"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"goal-frame {name} must be >= 1, got {getattr(self, name)}")
+        at_least(self, 1, "episodes", "offset", "budget")
+        at_least(self, 0, "timing_calls")
 
 
 def goal_frame_pairs(data: str | Path, episodes: np.ndarray, cfg: GoalFrameConfig) -> dict[str, np.ndarray]:
