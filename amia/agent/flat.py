@@ -34,6 +34,7 @@ from amia.models.policy import Policy, policy_rollout
 from amia.models.probe import LinearProbe
 from amia.planning.compute import flat_calls_per_step
 from amia.planning.planners import PlannerConfig, plan, shift
+from amia.planning.uncertainty import uncertain_planning
 
 
 @dataclass
@@ -109,8 +110,8 @@ class FlatActor:
         bored = trail.term(goal) if trail is not None else None
         if bored is not None:
             cost = Cost({**cost.intrinsic, "bored": (self.boredom.weight, bored)}, cost.critic)
-        return plan(self.planner, self.model.predictor.rollout, cost, s, init, self.bound, cfg,
-                    warm=not cold and (previous is not None or policy_init), generator=generator).actions
+        rollout, cost = uncertain_planning(self.model.predictor, cost, self.task.uncertainty, s.shape[0], generator)
+        return plan(self.planner, rollout, cost, s, init, self.bound, cfg, warm=not cold and (previous is not None or policy_init), generator=generator).actions
 
     @torch.no_grad()
     def mode1(self, s: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:
@@ -174,11 +175,16 @@ class FlatActor:
         return out
 
     def describe(self) -> dict:
-        mode2 = self.task.mode == 2
+        mode2, u = self.task.mode == 2, self.task.uncertainty
+        futures = 1
+        if u.active and self.model.predictor.latent is not None:  # the predictor runs once per future (or candidate)
+            latent = self.model.predictor.latent
+            futures = (latent.dim if latent.kind == "discrete" else u.candidates) if u.risk == "adversarial" else u.futures
         return {"planner": self.planner if mode2 else "policy", "horizon": self.horizon,
                 "replan_every": self.replan_every, "surprise_watch": self.surprise.enabled,
-                "predictor_calls_per_step": flat_calls_per_step(self.planner, self.planning, self.replan_every,
-                                                                surprise=self.surprise.enabled) if mode2 else None}
+                "risk": u.risk if u.active else None, "futures": futures if u.active else None,
+                "predictor_calls_per_step": futures * flat_calls_per_step(self.planner, self.planning, self.replan_every,
+                                                                          surprise=self.surprise.enabled) if mode2 else None}
 
     def _label(self, s: torch.Tensor, a: torch.Tensor) -> None:
         for key, value in (("state", s), ("context", self.goal), ("action", a)):

@@ -24,6 +24,7 @@ from amia.infra.run_dir import load_level2, load_level2_critic, load_model, load
 from amia.infra.validate import ConfigError, at_least, check, check_device, one_of
 from amia.models.jepa import JEPA
 from amia.planning.planners import PLANNERS, PlannerConfig
+from amia.planning.uncertainty import UncertaintyConfig
 
 
 class AgentError(ConfigError):
@@ -41,7 +42,8 @@ class AgentConfig:
     ``replan_every``: steps between re-plans; ``final_weight``: the goal cost's weight on the horizon's last step.
     ``hierarchical`` acts by hierarchical Mode-2 (reach task only) with the settings ``hierarchy`` (which replace
     ``replan_every``, ``final_weight`` and ``planning``). ``surprise`` and ``boredom`` (flat Mode-2): exploration
-    where the model was wrong, and the intrinsic cost of lingering away from the goal.
+    where the model was wrong, and the intrinsic cost of lingering away from the goal. ``uncertainty`` (flat
+    Mode-2, a run trained with a latent): sampled futures and the risk measure that combines them.
     """
 
     planner: str = "gd"
@@ -57,6 +59,7 @@ class AgentConfig:
     hierarchy: HierarchyConfig = field(default_factory=HierarchyConfig)
     surprise: SurpriseConfig = field(default_factory=SurpriseConfig)
     boredom: BoredomConfig = field(default_factory=BoredomConfig)
+    uncertainty: UncertaintyConfig = field(default_factory=UncertaintyConfig)
 
     def __post_init__(self):
         one_of(self, "planner", PLANNERS)
@@ -71,6 +74,7 @@ class AgentConfig:
         if self.hierarchical:
             extra = [name for name, on in (("mode=1", self.mode != 2), (f"task={self.task}", self.task != "reach"),
                                            ("policy_init", self.policy_init), ("critic_weight", self.critic_weight),
+                                           ("uncertainty", self.uncertainty.active),
                                            ("boredom.weight", self.boredom.weight)) if on]
             if extra:
                 raise AgentError(f"hierarchical Mode-2 plans the reach task with its own costs; it does not take "
@@ -85,7 +89,7 @@ class AgentConfig:
         """The configurator's task for these settings (mode, critic weight, final weight, horizon)."""
         changes = {} if self.forbid_weight is None else {"forbid_weight": self.forbid_weight}
         return configure(self.task, mode=self.mode, final_weight=self.final_weight, critic_weight=self.critic_weight,
-                         horizon=self.planning.horizon, **changes)
+                         horizon=self.planning.horizon, uncertainty=self.uncertainty, **changes)
 
 
 def check_compatible(model: JEPA, env_id: str) -> None:
@@ -117,6 +121,9 @@ def build_actor(model: JEPA, cfg: AgentConfig, bound: float, device: torch.devic
     missing = [name for name, needed in needs if needed and name not in parts]
     if missing:
         raise AgentError(f"these settings need the run's {' and '.join(missing)} (run `amia distill` first)")
+    if cfg.uncertainty.active and model.predictor.latent is None:
+        raise AgentError("uncertainty.futures / uncertainty.risk=adversarial need a world model with a latent "
+                         "(train with jepa.predictor.latent=discrete|gaussian and jepa.predictor.latent_dim=K)")
     box = None if model.action_box is None else ActionBox(*(tuple(v) for v in model.action_box))
     bound = bound if box is None else 1.0
     model = frozen(model, device)

@@ -14,7 +14,7 @@ Tasks:
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -22,6 +22,7 @@ import torch
 from amia.cost.terms import Cost, CriticTerm, ForbiddenRegion, GoalDistance, KeepAway
 from amia.models.critic import Critic
 from amia.models.probe import LinearProbe
+from amia.planning.uncertainty import UncertaintyConfig
 
 
 @dataclass
@@ -30,7 +31,8 @@ class TaskConfig:
 
     ``has_region``: the task has a forbidden ``region`` (its episodes start and end outside it, and entering it
     fails an episode); ``forbid_weight`` is the weight of the term that keeps the planner out (0: unconstrained).
-    ``horizon`` 0 keeps the planner's own horizon.
+    ``horizon`` 0 keeps the planner's own horizon. ``uncertainty``: how a world model with a latent weighs its
+    futures (expected cost, risk-averse, adversarial: ``amia.planning.uncertainty``).
     """
 
     name: str = "reach"
@@ -46,6 +48,7 @@ class TaskConfig:
     away_radius: float = 12.0
     point_speed: float = 1.5
     critic_weight: float = 0.0
+    uncertainty: UncertaintyConfig = field(default_factory=UncertaintyConfig)
 
 
 TASKS: dict[str, TaskConfig] = {

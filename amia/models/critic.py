@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from amia.models.predictor import mlp
+from amia.models.layers import mlp
 
 
 class Critic(nn.Module):

@@ -85,9 +85,13 @@ class JEPA(nn.Module):
         c = self.cfg.loss
         actions = self.normalise(actions)
         s = self.encoder.encode(obs)  # (B, T+1, D)
-        pred = self.predictor.rollout(s[:, 0], actions)  # (B, T, D)
-        terms: dict[str, torch.Tensor] = {"pred": (pred - s[:, 1:]).pow(2).mean()}
+        terms: dict[str, torch.Tensor] = {}
         weights = {"pred": c.pred}
+        if self.predictor.latent is None:
+            terms["pred"] = (self.predictor.rollout(s[:, 0], actions) - s[:, 1:]).pow(2).mean()
+        else:
+            terms["pred"], terms["latent_reg"] = self.free_energy_rollout(s, actions)
+            weights["latent_reg"] = self.cfg.predictor.latent_weight
         if c.regularizer != "none":
             v = gather_batch(self.expander(s).flatten(0, 1))
             if c.regularizer == "vicreg":
@@ -104,3 +108,14 @@ class JEPA(nn.Module):
             terms["idm"], weights["idm"] = (a_hat - actions).pow(2).mean(), c.idm
         terms["loss"] = sum(weights[k] * terms[k] for k in weights)
         return terms
+
+    def free_energy_rollout(self, s: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The energy and ``R(z)`` (means) of a rollout from ``s[:, 0]`` in which every step takes the ``z`` of
+        least free energy against the encoded next state (Sec. 4.5; ``amia.models.latent``)."""
+        beta, latent = self.cfg.predictor.latent_weight, self.predictor.latent
+        state, energy, reg = s[:, 0], [], []
+        for t in range(actions.shape[1]):
+            state, e, r = latent.step(self.predictor, state, actions[:, t], s[:, t + 1], beta)
+            energy.append(e)
+            reg.append(r)
+        return torch.stack(energy).mean(), torch.stack(reg).mean()

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from amia.infra.validate import at_least, positive
-from amia.models.predictor import mlp
+from amia.models.layers import mlp
 
 
 @dataclass

@@ -1,58 +1,109 @@
-"""World model (Sec. 3, 4.4): the action-conditioned predictor ``s[t+1] = Pred(s[t], a[t], z[t])`` and rollout."""
+"""World model (Sec. 3, 4.4): the action-conditioned predictor ``s[t+1] = Pred(s[t], a[t], z[t])`` and rollout.
+
+With a latent (``amia.models.latent``, Sec. 4.5, 4.8) the predictor holds several futures: a rollout without
+``z`` follows the prior's most likely value at every step; ``sample_rollout`` draws futures with their
+frequencies and ``adversarial_rollout`` lets ``z`` work against a cost (Sec. 5).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from amia.infra.validate import at_least
+from amia.infra.validate import at_least, check, one_of, positive
+from amia.models.latent import LATENTS, Latent
+from amia.models.layers import mlp
 
 
 @dataclass
 class PredictorConfig:
-    """A residual MLP on ``[s, a, z]``; ``latent_dim`` 0 means a deterministic predictor (no ``z``)."""
+    """A residual MLP on ``[s, a, z]``.
+
+    ``latent``: ``none`` (deterministic), ``discrete`` (``latent_dim`` values), ``gaussian`` or ``free``
+    (``latent_dim`` numbers; ``free`` has no ``R(z)``); ``latent_weight`` is ``beta``, the weight of ``R(z)`` in
+    the free energy ``min_z E + beta R(z)`` (``amia.models.latent``).
+    """
 
     hidden: int = 512
     layers: int = 2
+    latent: str = "none"
     latent_dim: int = 0
+    latent_weight: float = 0.1
 
     def __post_init__(self):
         at_least(self, 1, "hidden", "layers")
         at_least(self, 0, "latent_dim")
-
-
-def mlp(sizes: list[int]) -> nn.Sequential:
-    """Linear layers with GELU between them (none after the last)."""
-    layers: list[nn.Module] = []
-    for i in range(len(sizes) - 1):
-        layers.append(nn.Linear(sizes[i], sizes[i + 1]))
-        if i < len(sizes) - 2:
-            layers.append(nn.GELU())
-    return nn.Sequential(*layers)
+        one_of(self, "latent", LATENTS)
+        positive(self, "latent_weight")
+        check((self.latent == "none") == (self.latent_dim == 0), "latent_dim", self.latent_dim,
+              "0 with latent=none, >= 1 with a latent (values of a discrete z, dimensions of a continuous one)")
 
 
 class Predictor(nn.Module):
-    """``Pred(s, a, z) = s + f([s, a, z])`` on states ``(B, D)``, actions ``(B, A)`` and latents ``(B, Z)``."""
+    """``Pred(s, a, z) = s + f([s, a, z])`` on states ``(..., D)``, actions ``(..., A)`` and latents ``(..., Z)``."""
 
     def __init__(self, cfg: PredictorConfig, state_dim: int, action_dim: int):
         super().__init__()
         self.cfg, self.state_dim, self.action_dim = cfg, state_dim, action_dim
+        self.latent = Latent(cfg.latent, cfg.latent_dim, state_dim) if cfg.latent != "none" else None
         self.net = mlp([state_dim + action_dim + cfg.latent_dim] + [cfg.hidden] * cfg.layers + [state_dim])
 
     def forward(self, s: torch.Tensor, a: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         parts = [s, a]
-        if self.cfg.latent_dim:
-            parts.append(z if z is not None else s.new_zeros(*s.shape[:-1], self.cfg.latent_dim))
+        if self.latent is not None:
+            parts.append(z if z is not None else self.latent.mode(s))
         return s + self.net(torch.cat(parts, dim=-1))
 
-    def rollout(self, s0: torch.Tensor, actions: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
-        """Open-loop predictions ``(B, T, D)`` of states 1..T from ``s0 (B, D)`` and ``actions (B, T, A)``."""
-        if actions.shape[-1] != self.action_dim or actions.shape[0] != s0.shape[0]:
+    def _check(self, s0: torch.Tensor, actions: torch.Tensor) -> None:
+        if actions.dim() != 3 or actions.shape[-1] != self.action_dim or actions.shape[0] != s0.shape[0]:
             raise ValueError(f"actions should have shape ({s0.shape[0]}, T, {self.action_dim}), got {tuple(actions.shape)}")
+
+    def rollout(self, s0: torch.Tensor, actions: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
+        """Open-loop predictions ``(B, T, D)`` of states 1..T from ``s0 (B, D)`` and ``actions (B, T, A)`` (latents
+        ``z (B, T, Z)``; none: the prior's most likely value at each step)."""
+        self._check(s0, actions)
         out, s = [], s0
         for t in range(actions.shape[1]):
             s = self(s, actions[:, t], None if z is None else z[:, t])
             out.append(s)
         return torch.stack(out, dim=1)
+
+    def sample_rollout(self, s0: torch.Tensor, actions: torch.Tensor, futures: int,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+        """``futures`` rollouts ``(B, K, T, D)`` with ``z[t] ~ p(z | s[t])`` drawn step by step (Sec. 4.8)."""
+        self._check(s0, actions)
+        if self.latent is None:
+            return self.rollout(s0, actions)[:, None].expand(-1, futures, -1, -1)
+        b, t_len = actions.shape[:2]
+        noise = self.latent.noise((b, futures, t_len), generator, s0.device)
+        s, a, out = s0[:, None].expand(b, futures, -1), actions[:, None].expand(b, futures, -1, -1), []
+        for t in range(t_len):
+            s = self(s, a[:, :, t], self.latent.sample(s, noise[:, :, t]))
+            out.append(s)
+        return torch.stack(out, dim=2)
+
+    def adversarial_rollout(self, s0: torch.Tensor, actions: torch.Tensor, step_cost: Callable[[torch.Tensor], torch.Tensor],
+                            candidates: int = 16, generator: torch.Generator | None = None) -> torch.Tensor:
+        """The rollout ``(B, T, D)`` in which, at every step, ``z`` is the candidate (every value of a discrete
+        latent, ``candidates`` prior samples of a continuous one) that maximises ``step_cost(states (B, C, D)) ->
+        (B, C)`` of the next state: latents treated like actions, but working against the cost (Sec. 5)."""
+        self._check(s0, actions)
+        if self.latent is None:
+            return self.rollout(s0, actions)
+        out, s = [], s0
+        rows = torch.arange(s0.shape[0], device=s0.device)
+        for t in range(actions.shape[1]):
+            z = self.latent.values(s, candidates, generator)  # (B, C, Z)
+            c = z.shape[1]
+            nxt = self(s[:, None].expand(-1, c, -1), actions[:, t, None].expand(-1, c, -1), z)
+            with torch.no_grad():
+                worst = step_cost(nxt).argmax(1)
+            s = nxt[rows, worst]
+            out.append(s)
+        return torch.stack(out, dim=1)
+
+
+__all__ = ["Predictor", "PredictorConfig", "mlp"]

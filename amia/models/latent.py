@@ -1,0 +1,168 @@
+"""Latent variables of the world model (Sec. 4.5, 4.8): ``z`` in ``Pred(s, a, z)``, its regulariser ``R(z)`` and
+its prior ``p(z | s)``.
+
+When the world is not deterministic, the same state and action lead to several futures; ``z`` says which one.
+Training minimises the *free energy* ``F(s, a, s') = min_z E(s, a, z, s') + beta R(z | s)`` with
+``E = ||Pred(s, a, z) - s'||^2`` (mean over dimensions). ``R`` limits what ``z`` can carry: without it, ``z``
+could encode the whole next state and the energy would say nothing about the world (Sec. 4.5).
+
+Kinds (``PredictorConfig.latent``):
+
+- ``discrete``: ``z`` takes one of ``k`` values (one-hot); the minimum over ``z`` is exact (every value is tried).
+  ``R(z | s) = -log p(z | s)`` with ``p`` a softmax whose logits are predicted from the state: ``p ~ exp(-R)``
+  is the Gibbs distribution of Sec. 4.8, and it holds the outcomes' frequencies. ``k`` bounds the information
+  to ``log k`` nats per step.
+- ``gaussian``: continuous low-dimensional ``z`` inferred by an amortised encoder ``q(s, s')`` with noise;
+  ``R`` is the KL divergence from ``q`` to a Gaussian prior ``N(mu(s), sigma(s))`` (noise as the regulariser).
+- ``free``: continuous ``z`` from the amortised encoder, no noise, no ``R`` in the objective (the control that
+  shows why ``R`` matters); a Gaussian prior is fitted to the inferred ``z`` only so that a planner can sample.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from amia.models.layers import mlp
+
+LATENTS = ("none", "discrete", "gaussian", "free")
+_LOG_2PI = math.log(2 * math.pi)
+
+
+def gaussian_kl(mu: torch.Tensor, log_std: torch.Tensor, p_mu: torch.Tensor, p_log_std: torch.Tensor) -> torch.Tensor:
+    """``KL(N(mu, std) || N(p_mu, p_std))`` of diagonal Gaussians, summed over the last dimension."""
+    var, p_var = (2 * log_std).exp(), (2 * p_log_std).exp()
+    return (p_log_std - log_std + (var + (mu - p_mu).pow(2)) / (2 * p_var) - 0.5).sum(-1)
+
+
+def gaussian_nll(z: torch.Tensor, mu: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """``-log N(z; mu, std)`` of a diagonal Gaussian, summed over the last dimension."""
+    return (log_std + 0.5 * ((z - mu) / log_std.exp()).pow(2) + 0.5 * _LOG_2PI).sum(-1)
+
+
+class Latent(nn.Module):
+    """The latent of one predictor: inference of ``z`` in training, ``R(z | s)``, and sampling from the prior.
+
+    ``dim`` is the number of values ``k`` (discrete) or the dimension of ``z`` (gaussian, free); ``width`` is
+    what the predictor takes (``k`` one-hot entries, or ``dim`` numbers). The prior and the encoder of ``z``
+    read states through ``detach``: they describe the representation, they do not shape it.
+    """
+
+    def __init__(self, kind: str, dim: int, state_dim: int, hidden: int = 256):
+        super().__init__()
+        if kind not in LATENTS[1:]:
+            raise ValueError(f"latent kind must be one of {LATENTS[1:]}, got {kind!r}")
+        if dim < 1:
+            raise ValueError(f"a {kind} latent needs dim >= 1, got {dim}")
+        self.kind, self.dim, self.width = kind, dim, dim
+        self.prior = mlp([state_dim, hidden, hidden, dim if kind == "discrete" else 2 * dim])
+        if kind != "discrete":
+            self.infer = mlp([2 * state_dim, hidden, hidden, 2 * dim if kind == "gaussian" else dim])
+
+    def prior_params(self, s: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``(..., k)`` (discrete) or ``(mu, log_std)`` each ``(..., dim)`` of ``p(z | s)``."""
+        out = self.prior(s.detach())
+        if self.kind == "discrete":
+            return out
+        mu, log_std = out.chunk(2, dim=-1)
+        return mu, log_std.clamp(-5.0, 2.0)
+
+    def step(self, predictor: nn.Module, s: torch.Tensor, a: torch.Tensor, target: torch.Tensor,
+             beta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One training step of the free energy: ``(prediction (B, D), E (B,), R (B,))`` at the chosen ``z``.
+
+        discrete: ``z = argmin_z E + beta R`` over all ``k`` values; gaussian: ``z`` sampled from ``q(s, s')``,
+        ``R`` its KL to the prior; free: ``z = q(s, s')``, ``R`` the prior's fit to it (which trains only the prior).
+        """
+        if self.kind == "discrete":
+            cand = self.candidates(predictor, s, a)
+            energy = (cand - target[:, None]).pow(2).mean(-1)  # (B, k)
+            reg = -F.log_softmax(self.prior_params(s), dim=-1)  # (B, k)
+            idx = (energy + beta * reg).detach().argmin(1)
+            rows = torch.arange(s.shape[0], device=s.device)
+            return cand[rows, idx], energy[rows, idx], reg[rows, idx]
+        q = self.infer(torch.cat([s, target], dim=-1).detach())
+        p_mu, p_log_std = self.prior_params(s)
+        if self.kind == "gaussian":
+            mu, log_std = q.chunk(2, dim=-1)
+            log_std = log_std.clamp(-5.0, 2.0)
+            z = mu + log_std.exp() * torch.randn_like(mu) if self.training else mu
+            reg = gaussian_kl(mu, log_std, p_mu, p_log_std)
+        else:
+            z = q
+            reg = gaussian_nll(z.detach(), p_mu, p_log_std)
+        pred = predictor(s, a, z)
+        return pred, (pred - target).pow(2).mean(-1), reg
+
+    def free_energy(self, predictor: nn.Module, s: torch.Tensor, a: torch.Tensor, target: torch.Tensor,
+                    beta: float, steps: int = 50, lr: float = 0.1) -> torch.Tensor:
+        """``F = min_z E + beta R(z | s)`` per sample ``(B,)``: exact over every value of a discrete ``z``; for a
+        continuous one, ``steps`` of Adam on ``z`` from the amortised guess, with ``R = -log p(z | s)`` (``free``:
+        no ``R``). Predictor and latent weights are left untouched."""
+        with torch.no_grad():
+            if self.kind == "discrete":
+                energy = (self.candidates(predictor, s, a) - target[:, None]).pow(2).mean(-1)
+                return (energy - beta * F.log_softmax(self.prior_params(s), dim=-1)).min(1).values
+            q = self.infer(torch.cat([s, target], dim=-1))
+            z0 = q.chunk(2, dim=-1)[0] if self.kind == "gaussian" else q
+            p_mu, p_log_std = self.prior_params(s)
+        weight = 0.0 if self.kind == "free" else beta
+
+        def energy_of(z: torch.Tensor) -> torch.Tensor:
+            e = (predictor(s, a, z) - target).pow(2).mean(-1)
+            return e + weight * gaussian_nll(z, p_mu, p_log_std) if weight else e
+
+        z = z0.clone().requires_grad_(True)
+        opt = torch.optim.Adam([z], lr=lr)
+        best = energy_of(z0).detach()
+        with torch.enable_grad():
+            for _ in range(steps):
+                e = energy_of(z)
+                best = torch.minimum(best, e.detach())
+                opt.zero_grad(set_to_none=True)
+                z.grad = torch.autograd.grad(e.sum(), z)[0]
+                opt.step()
+        with torch.no_grad():
+            return torch.minimum(best, energy_of(z))
+
+    def candidates(self, predictor: nn.Module, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """The predictions ``(B, k, D)`` of every value of a discrete ``z``."""
+        b, k = s.shape[0], self.dim
+        codes = torch.eye(k, device=s.device, dtype=s.dtype)
+        return predictor(s[:, None].expand(b, k, -1), a[:, None].expand(b, k, -1), codes.expand(b, k, k))
+
+    def noise(self, shape: tuple[int, ...], generator: torch.Generator | None, device) -> torch.Tensor:
+        """The randomness of ``shape`` samples: uniforms ``shape`` (discrete) or normals ``(*shape, dim)``."""
+        if self.kind == "discrete":
+            return torch.rand(shape, generator=generator, device=device)
+        return torch.randn((*shape, self.dim), generator=generator, device=device)
+
+    def sample(self, s: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """``z ~ p(z | s)`` for states ``(..., D)`` from ``noise`` (``noise()``): one-hot ``(..., k)`` or ``(..., dim)``."""
+        if self.kind == "discrete":
+            cdf = F.softmax(self.prior_params(s), dim=-1).cumsum(-1)
+            idx = (cdf < noise[..., None]).sum(-1).clamp(max=self.dim - 1)
+            return F.one_hot(idx, self.dim).to(s.dtype)
+        mu, log_std = self.prior_params(s)
+        return mu + log_std.exp() * noise
+
+    def mode(self, s: torch.Tensor) -> torch.Tensor:
+        """The prior's most likely ``z`` for states ``(..., D)``."""
+        if self.kind == "discrete":
+            return F.one_hot(self.prior_params(s).argmax(-1), self.dim).to(s.dtype)
+        return self.prior_params(s)[0]
+
+    def values(self, s: torch.Tensor, count: int, generator: torch.Generator | None) -> torch.Tensor:
+        """Candidate latents ``(..., C, width)`` for an adversary: every value (discrete, ``C = k``) or ``count``
+        samples of the prior (continuous)."""
+        if self.kind == "discrete":
+            codes = torch.eye(self.dim, device=s.device, dtype=s.dtype)
+            return codes.expand(*s.shape[:-1], self.dim, self.dim)
+        eps = torch.randn((*s.shape[:-1], count, self.dim), generator=generator, device=s.device)
+        return self.sample(s[..., None, :].expand(*s.shape[:-1], count, s.shape[-1]), eps)
+
+
+__all__ = ["LATENTS", "Latent", "gaussian_kl", "gaussian_nll"]

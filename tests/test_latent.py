@@ -1,0 +1,170 @@
+"""Latent variables (Sec. 4.5, 4.8): the free energy, R(z), the prior, and the rollouts that planners use."""
+
+import math
+
+import pytest
+import torch
+
+from amia.models.latent import Latent, gaussian_kl, gaussian_nll
+from amia.models.predictor import Predictor, PredictorConfig
+from amia.planning.uncertainty import UncertaintyConfig, risk_measure, uncertain_planning
+
+
+class Shift(Predictor):
+    """``Pred(s, a, z) = s + z @ moves``: each latent value moves the state by a known vector."""
+
+    def __init__(self, moves: torch.Tensor):
+        k, d = moves.shape
+        super().__init__(PredictorConfig(hidden=4, layers=1, latent="discrete", latent_dim=k), d, 1)
+        self.moves = moves
+
+    def forward(self, s, a, z=None):
+        z = self.latent.mode(s) if z is None else z
+        return s + z @ self.moves
+
+
+def fixed_prior(latent: Latent, probs: list[float]) -> None:
+    last = latent.prior[-1]
+    torch.nn.init.zeros_(last.weight)
+    with torch.no_grad():
+        last.bias.copy_(torch.tensor(probs).log())
+
+
+def test_discrete_step_takes_least_free_energy():
+    pred = Shift(torch.tensor([[1.0, 0.0], [-1.0, 0.0]]))
+    fixed_prior(pred.latent, [0.3, 0.7])
+    s, a = torch.zeros(1, 2), torch.zeros(1, 1)
+    # target at +1: E = (0, 2); R = (-log .3, -log .7); beta 1 keeps z = 0
+    out, e, r = pred.latent.step(pred, s, a, torch.tensor([[1.0, 0.0]]), beta=1.0)
+    assert torch.allclose(out, torch.tensor([[1.0, 0.0]])) and e.item() == pytest.approx(0.0)
+    assert r.item() == pytest.approx(-math.log(0.3), rel=1e-5)
+    # target at +0.2: E = (0.32, 0.72); with beta 1 the prior tips it to z = 1 (0.72 + 0.357 < 0.32 + 1.204) ...
+    target = torch.tensor([[0.2, 0.0]])
+    out, e, r = pred.latent.step(pred, s, a, target, beta=1.0)
+    assert torch.allclose(out, torch.tensor([[-1.0, 0.0]])) and e.item() == pytest.approx(0.72, rel=1e-5)
+    assert r.item() == pytest.approx(-math.log(0.7), rel=1e-5)
+    # ... with a small beta the energy decides
+    out, e, _ = pred.latent.step(pred, s, a, target, beta=0.01)
+    assert torch.allclose(out, torch.tensor([[1.0, 0.0]])) and e.item() == pytest.approx(0.32, rel=1e-5)
+    f = pred.latent.free_energy(pred, s, a, target, beta=1.0)
+    assert f.item() == pytest.approx(0.72 - math.log(0.7), rel=1e-5)
+
+
+def two_outcome_batch(n: int, g: torch.Generator, p_right: float = 0.7, noise: float = 0.0):
+    """States ``N(0, I)``; the next state is one step right (probability ``p_right``) or left, plus ``noise``."""
+    s = torch.randn(n, 2, generator=g)
+    right = torch.rand(n, generator=g) < p_right
+    step = torch.where(right[:, None], torch.tensor([1.0, 0.0]), torch.tensor([-1.0, 0.0]))
+    return s, torch.zeros(n, 1), s + step + noise * torch.randn(n, 2, generator=g)
+
+
+def train_toy(kind: str, dim: int, steps: int = 400, beta: float = 0.1, noise: float = 0.0) -> Predictor:
+    torch.manual_seed(0)
+    pred = Predictor(PredictorConfig(hidden=64, layers=2, latent=kind, latent_dim=dim, latent_weight=beta), 2, 1)
+    opt = torch.optim.Adam(pred.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(1)
+    for _ in range(steps):
+        s, a, nxt = two_outcome_batch(256, g, noise=noise)
+        _, e, r = pred.latent.step(pred, s, a, nxt, beta)
+        loss = e.mean() + beta * r.mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return pred.eval()
+
+
+def test_discrete_latent_learns_both_outcomes_and_their_frequencies():
+    pred = train_toy("discrete", 2)
+    s = torch.randn(500, 2, generator=torch.Generator().manual_seed(5))
+    a = torch.zeros(500, 1)
+    with torch.no_grad():
+        moves = torch.stack([pred(s, a, torch.eye(2)[i].expand(500, 2)) - s for i in range(2)], 1)  # (N, 2, 2)
+        probs = torch.softmax(pred.latent.prior_params(s), -1)
+    right = moves[:, :, 0].mean(0).argmax()  # the value that moves right
+    assert torch.allclose(moves[:, right], torch.tensor([1.0, 0.0]), atol=0.1)
+    assert torch.allclose(moves[:, 1 - right], torch.tensor([-1.0, 0.0]), atol=0.1)
+    assert probs[:, right].mean().item() == pytest.approx(0.7, abs=0.05)
+    # sampled futures reproduce the frequencies
+    futures = pred.sample_rollout(s[:50], a[:50, None], 400, torch.Generator().manual_seed(2))[:, :, 0]
+    went_right = ((futures - s[:50, None])[..., 0] > 0).float().mean().item()
+    assert went_right == pytest.approx(0.7, abs=0.04)
+
+
+def test_without_r_the_latent_explains_any_target():
+    """The energy gap between true and shuffled next states (relative to their distance): large with a discrete z,
+    gone with a free one, which learns to carry the whole next state (here the outcome plus continuous noise)."""
+    g = torch.Generator().manual_seed(9)
+    s, a, nxt = two_outcome_batch(512, g, noise=0.5)
+    shuffled = nxt[torch.randperm(512, generator=g)]
+    gaps = {}
+    for kind, dim in (("discrete", 2), ("free", 2)):
+        pred = train_toy(kind, dim, noise=0.5)
+        f_true = pred.latent.free_energy(pred, s, a, nxt, 0.1).mean()
+        f_shuf = pred.latent.free_energy(pred, s, a, shuffled, 0.1).mean()
+        gaps[kind] = (f_shuf - f_true).item() / (nxt - shuffled).pow(2).mean().item()
+    assert gaps["discrete"] > 0.3
+    assert gaps["free"] < 0.1
+
+
+def test_gaussian_kl_and_nll_match_torch():
+    g = torch.Generator().manual_seed(0)
+    mu, ls, pm, pls, z = (torch.randn(5, 3, generator=g) * 0.5 for _ in range(5))
+    q, p = torch.distributions.Normal(mu, ls.exp()), torch.distributions.Normal(pm, pls.exp())
+    assert torch.allclose(gaussian_kl(mu, ls, pm, pls), torch.distributions.kl_divergence(q, p).sum(-1), atol=1e-5)
+    assert torch.allclose(gaussian_nll(z, mu, ls), -q.log_prob(z).sum(-1), atol=1e-5)
+
+
+def test_gaussian_latent_trains_and_samples():
+    pred = train_toy("gaussian", 1, steps=300)
+    s = torch.randn(8, 2, generator=torch.Generator().manual_seed(3))
+    futures = pred.sample_rollout(s, torch.zeros(8, 1, 1), 64, torch.Generator().manual_seed(4))
+    assert futures.shape == (8, 64, 1, 2) and torch.isfinite(futures).all()
+    spread = (futures[:, :, 0, 0] - s[:, None, 0]).std(1).mean().item()
+    assert spread > 0.3  # the futures are not one point: z carries the outcome
+
+
+def test_prior_samples_follow_the_prior():
+    latent = Latent("discrete", 3, 4)
+    fixed_prior(latent, [0.2, 0.5, 0.3])
+    noise = latent.noise((20000,), torch.Generator().manual_seed(0), "cpu")
+    z = latent.sample(torch.zeros(20000, 4), noise)
+    assert torch.allclose(z.mean(0), torch.tensor([0.2, 0.5, 0.3]), atol=0.01)
+    assert torch.equal(latent.mode(torch.zeros(2, 4)), torch.tensor([[0.0, 1.0, 0.0]] * 2))
+
+
+def test_risk_measures_against_hand_computed_values():
+    c = torch.tensor([[1.0, 2.0, 3.0, 10.0]])
+    assert risk_measure(c, "expected").item() == pytest.approx(4.0)
+    assert risk_measure(c, "mean_std", std_weight=1.0).item() == pytest.approx(4.0 + math.sqrt(12.5))
+    assert risk_measure(c, "mean_std", std_weight=2.0).item() == pytest.approx(4.0 + 2 * math.sqrt(12.5))
+    assert risk_measure(c, "cvar", cvar_fraction=0.25).item() == pytest.approx(10.0)
+    assert risk_measure(c, "cvar", cvar_fraction=0.5).item() == pytest.approx(6.5)
+    assert risk_measure(c, "cvar", cvar_fraction=1.0).item() == pytest.approx(4.0)
+    with pytest.raises(ValueError, match="risk measure"):
+        risk_measure(c, "adversarial")
+
+
+def test_adversarial_rollout_takes_the_worst_latent_each_step():
+    pred = Shift(torch.tensor([[1.0, 0.0], [-1.0, 0.0], [0.0, 0.0]]))
+    s0, actions = torch.zeros(2, 2), torch.zeros(2, 5, 1)
+    right = pred.adversarial_rollout(s0, actions, lambda st: st[..., 0])
+    left = pred.adversarial_rollout(s0, actions, lambda st: -st[..., 0])
+    assert torch.allclose(right[:, -1, 0], torch.full((2,), 5.0))
+    assert torch.allclose(left[:, -1, 0], torch.full((2,), -5.0))
+
+
+def test_uncertain_planning_combines_futures_per_plan():
+    """Two episodes x three candidate plans x K futures: the combined cost is the risk measure of the plan's futures."""
+    pred = Shift(torch.tensor([[1.0, 0.0], [-1.0, 0.0]]))
+    fixed_prior(pred.latent, [0.7, 0.3])
+    cost = lambda st: st[..., -1, 0].pow(2)  # noqa: E731  (B, ..., T, D) -> (B, ...)
+    cfg = UncertaintyConfig(futures=2000, risk="expected")
+    rollout, combined = uncertain_planning(pred, cost, cfg, episodes=2, generator=torch.Generator().manual_seed(0))
+    s0 = torch.zeros(6, 2)
+    states = rollout(s0, torch.zeros(6, 2, 1))  # (M, K, T, D)
+    assert states.shape == (6, 2000, 2, 2)
+    e = combined(states.reshape(2, 3, *states.shape[1:]))
+    # after two steps x is +2 (p .49), 0 (p .42) or -2 (p .09): E[x^2] = 4 * 0.58
+    assert torch.allclose(e, torch.full((2, 3), 2.32), atol=0.12)
+    off, same = uncertain_planning(pred, cost, UncertaintyConfig(), 2)
+    assert off == pred.rollout and same is cost
