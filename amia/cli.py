@@ -152,7 +152,8 @@ def cmd_eval(args) -> None:
 
     if args.protocol == "goal-frame":
         return cmd_eval_goal_frame(args)
-    base = _config(EvalConfig, args, args.overrides, episodes=args.episodes, seed=args.seed, task=args.task,
+    risk = [f"uncertainty.{k}={v}" for k, v in (("risk", args.risk), ("futures", args.futures)) if v is not None]
+    base = _config(EvalConfig, args, risk + args.overrides, episodes=args.episodes, seed=args.seed, task=args.task,
                    mode=args.mode, policy_init=args.policy_init or None, critic_weight=args.critic_weight,
                    hierarchical=args.hierarchical or None,
                    planner=None if args.planner in (None, "all") else args.planner)
@@ -223,7 +224,8 @@ def print_results(results: list[dict], env: str, cfg) -> None:
         ma = "-" if r["ms_per_action_mean"] is None else f"{r['ms_per_action_mean']:.2f}"
         print(f"{r['planner']:<8} {r['success_rate']:>8.3f} {r['strict_success_rate']:>7.3f} "
               f"{r['mean_final_distance_px']:>9.2f} {ms:>8} {ma:>7}")
-        extra = {k: r[k] for k in ("region_entry_rate", "steps_inside_region", "mean_min_point_distance_px") if k in r}
+        extra = {k: r[k] for k in ("region_entry_rate", "steps_inside_region", "mean_min_point_distance_px", "hazard_rate",
+                                   "capture_rate") if k in r}
         if extra:
             print("         " + ", ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in extra.items()))
 
@@ -242,6 +244,14 @@ def cmd_distill(args) -> None:
         print(f"amortised policy: Mode-2's energy of its roll-outs {summary['amortise_energy_first']:.3f} -> "
               f"{summary['amortise_energy_last']:.3f} on {summary['amortise_states']} states from memory")
     print(f"wrote {args.run}/policy.safetensors, critic.safetensors, probe.safetensors, distill.json")
+
+
+def cmd_probe(args) -> None:
+    """Fit the run's position read-out (what the region, keep-away and evade cost terms read positions with)."""
+    from amia.training.distill import save_probe
+
+    probe = save_probe(args.run)
+    print(f"wrote {args.run}/probe.safetensors: {probe.weight.shape[1]} positions from {probe.weight.shape[0] - 1}-D states")
 
 
 def cmd_refine(args) -> None:
@@ -387,6 +397,12 @@ def _distill_parser(sub) -> None:
                       "DistillConfig overrides, e.g. steps=100 policy.steps=2000 critic.gamma=0.95", cmd_distill)
 
 
+def _probe_parser(sub) -> None:
+    s = sub.add_parser("probe", help="fit the position read-out that the region, keep-away and evade tasks use")
+    s.add_argument("--run", required=True, help="a trained run directory with a true state in its data")
+    s.set_defaults(func=cmd_probe)
+
+
 def _refine_parser(sub) -> None:
     r = sub.add_parser("refine", help="refit the predictor on the agent's own Mode-2 experience (writes a new run)")
     r.add_argument("--run", required=True, help="a trained run directory (left unchanged)")
@@ -402,7 +418,12 @@ def _eval_parser(sub) -> None:
     e.add_argument("--config", help="YAML preset of the evaluation settings (see configs/)")
     e.add_argument("--planner", choices=["gd", "cem", "mppi", "hybrid", "all"], help="Mode-2 planner (default gd)")
     e.add_argument("--mode", type=int, choices=[1, 2], help="2: plan (default); 1: the distilled policy")
-    e.add_argument("--task", choices=["reach", "reach_avoid", "keep_away"], help="the configurator's task (default reach)")
+    e.add_argument("--task", choices=["reach", "reach_avoid", "keep_away", "evade"],
+                   help="the configurator's task (default reach)")
+    e.add_argument("--risk", choices=["expected", "mean_std", "cvar", "adversarial"],
+                   help="a run with a latent: how the sampled futures' costs combine (uncertainty.risk)")
+    e.add_argument("--futures", type=int, help="a run with a latent: futures sampled per candidate plan "
+                                               "(uncertainty.futures; default 0: the most likely future only)")
     e.add_argument("--policy-init", action="store_true", help="start every Mode-2 plan from the policy")
     e.add_argument("--hierarchical", action="store_true",
                    help="hierarchical Mode-2 over the run's two H-JEPA levels (needs `amia train --levels 2`); "
@@ -462,6 +483,7 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(sub)
     _demo_parser(sub)
     _distill_parser(sub)
+    _probe_parser(sub)
     _refine_parser(sub)
     _eval_parser(sub)
     _info_parser(sub)

@@ -117,7 +117,7 @@ def build_actor(model: JEPA, cfg: AgentConfig, bound: float, device: torch.devic
     parts = {k: v for k, v in (parts or {}).items() if v is not None}
     task = cfg.task_config()
     needs = [("policy", cfg.mode == 1 or cfg.policy_init), ("critic", bool(cfg.critic_weight)),
-             ("position", bool(task.forbid_weight or task.away_weight))]
+             ("position", bool(task.forbid_weight or task.away_weight or task.evade_weight))]
     missing = [name for name, needed in needs if needed and name not in parts]
     if missing:
         raise AgentError(f"these settings need the run's {' and '.join(missing)} (run `amia distill` first)")

@@ -9,6 +9,7 @@ Tasks:
 - ``reach``: reach the goal (the goal-distance term alone).
 - ``reach_avoid``: reach the goal without ever entering a forbidden rectangle (goal + forbidden-region terms).
 - ``keep_away``: stay at least ``away_radius`` px from a point that moves through the world (keep-away term).
+- ``evade``: keep away from the chaser of ``amia/Chaser-v0``, read from the state (evade term).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from amia.cost.terms import Cost, CriticTerm, ForbiddenRegion, GoalDistance, KeepAway
+from amia.cost.terms import Cost, CriticTerm, Evade, ForbiddenRegion, GoalDistance, KeepAway
 from amia.models.critic import Critic
 from amia.models.probe import LinearProbe
 from amia.planning.uncertainty import UncertaintyConfig
@@ -47,6 +48,8 @@ class TaskConfig:
     away_weight: float = 0.0
     away_radius: float = 12.0
     point_speed: float = 1.5
+    evade_weight: float = 0.0
+    evade_radius: float = 24.0
     critic_weight: float = 0.0
     uncertainty: UncertaintyConfig = field(default_factory=UncertaintyConfig)
 
@@ -55,6 +58,7 @@ TASKS: dict[str, TaskConfig] = {
     "reach": TaskConfig(),
     "reach_avoid": TaskConfig(name="reach_avoid", has_region=True, forbid_weight=1.0),
     "keep_away": TaskConfig(name="keep_away", goal_weight=0.0, away_weight=1.0),
+    "evade": TaskConfig(name="evade", goal_weight=0.0, evade_weight=1.0),
 }
 
 
@@ -88,15 +92,17 @@ def build_cost(task: TaskConfig, goal_states: torch.Tensor, position: LinearProb
     intrinsic, critics = {}, {}
     if task.goal_weight:
         intrinsic["goal"] = (task.goal_weight, GoalDistance(goal_states, task.final_weight))
-    if task.forbid_weight or task.away_weight:
+    if task.forbid_weight or task.away_weight or task.evade_weight:
         if position is None:
-            raise ValueError(f"task {task.name!r} needs a position probe (run `amia distill` to make one)")
+            raise ValueError(f"task {task.name!r} needs a position probe (run `amia probe` or `amia distill` to make one)")
     if task.forbid_weight:
         intrinsic["forbid"] = (task.forbid_weight, ForbiddenRegion(position, task.region, task.region_margin))
     if task.away_weight:
         if point is None:
             raise ValueError(f"task {task.name!r} needs the moving point's positions")
         intrinsic["away"] = (task.away_weight, KeepAway(position, point, task.away_radius))
+    if task.evade_weight:
+        intrinsic["evade"] = (task.evade_weight, Evade(position, task.evade_radius))
     if task.critic_weight:
         if critic is None:
             raise ValueError("critic_weight > 0 needs a trained critic (run `amia distill`)")

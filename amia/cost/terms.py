@@ -57,7 +57,7 @@ class ForbiddenRegion:
     margin: float = 3.0
 
     def __call__(self, states: torch.Tensor) -> torch.Tensor:
-        p = self.position(states)
+        p = self.position(states)[..., :2]
         x0, y0, x1, y1 = self.rect
         m = self.margin
         depth = torch.stack([p[..., 0] - x0 + m, x1 + m - p[..., 0], p[..., 1] - y0 + m, y1 + m - p[..., 1]]).amin(0)
@@ -74,8 +74,25 @@ class KeepAway:
     radius: float = 12.0
 
     def __call__(self, states: torch.Tensor) -> torch.Tensor:
-        p = self.position(states)
+        p = self.position(states)[..., :2]
         d = (p - per_episode(self.point, p, 2)).norm(dim=-1)
+        return (self.radius - d).clamp_min(0).pow(2).sum(-1)
+
+
+@dataclass(frozen=True)
+class Evade:
+    """``IC_evade``: keep away from a pursuer that is part of the world (``amia/Chaser-v0``): the squared shortfall
+    of the distance between the agent and the chaser below ``radius`` px, summed over the horizon. The frozen
+    probe reads ``(x, y, cx, cy)``: the agent's position, then the chaser's."""
+
+    position: LinearProbe
+    radius: float = 24.0
+
+    def __call__(self, states: torch.Tensor) -> torch.Tensor:
+        p = self.position(states)
+        if p.shape[-1] < 4:
+            raise ValueError(f"the evade term needs a read-out of (x, y, cx, cy); this probe gives {p.shape[-1]} numbers")
+        d = ((p[..., :2] - p[..., 2:4]).pow(2).sum(-1) + 1e-6).sqrt()
         return (self.radius - d).clamp_min(0).pow(2).sum(-1)
 
 
@@ -153,5 +170,5 @@ class GoalCritic:
         return (per_step * horizon_weights(states.shape[-2], self.final_weight, states.device)).sum(-1)
 
 
-__all__ = ["Cost", "CriticTerm", "ForbiddenRegion", "GoalCritic", "GoalDistance", "KeepAway", "SubgoalDistance",
+__all__ = ["Cost", "CriticTerm", "Evade", "ForbiddenRegion", "GoalCritic", "GoalDistance", "KeepAway", "SubgoalDistance",
            "horizon_weights", "per_episode", "subgoal_weights"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from amia.data.dataset import read_info
 from amia.data.encode import encode_frames
 from amia.data.sampler import WindowSampler
 from amia.models.jepa import JEPA
@@ -106,10 +107,19 @@ def _probe_report(s_tr: torch.Tensor, y_tr: torch.Tensor, s_va: torch.Tensor, pr
     return report
 
 
+POSITIONS = ("x", "y", "cx", "cy")  # what the position read-out reads: the agent, then a chaser where there is one
+
+
 @torch.no_grad()
 def fit_position_probe(model: JEPA, data_path, device: torch.device, windows: int = 512, seed: int = 0) -> LinearProbe:
-    """A linear probe from the model's states to the agent's (x, y), fit on frames of a trajectory file."""
+    """A linear probe from the model's states to the positions in the file's state (``POSITIONS`` present in its
+    ``state_names``, in that order: the agent's (x, y), and the chaser's (cx, cy) where there is one), fit on
+    frames of a trajectory file."""
+    names = read_info(data_path).state_names
+    columns = [names.index(n) for n in POSITIONS if n in names]
+    if columns[:2] != [0, 1]:
+        raise ValueError(f"{data_path}: a position read-out needs a state that starts with x, y; it has {names}")
     sampler = WindowSampler(data_path, 1, 256, seed=seed)
     batch = draw_windows(sampler, windows)
     states = encode_frames(model.encoder, batch["obs"], device).flatten(0, 1)
-    return LinearProbe.fit(states, torch.from_numpy(batch["state"]).flatten(0, 1)[:, :2])
+    return LinearProbe.fit(states, torch.from_numpy(batch["state"]).flatten(0, 1)[:, columns])

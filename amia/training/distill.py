@@ -134,6 +134,17 @@ def _position(model: JEPA, run_dir: Path, saved: dict) -> LinearProbe:
     return LinearProbe(fit_position_probe(model, path, torch.device("cpu")).weight.float())
 
 
+def save_probe(run_dir: str | Path) -> LinearProbe:
+    """Fit the run's position read-out on its data and save it (``probe.safetensors``): what the forbidden-region,
+    keep-away and evade cost terms read positions with, without a policy (``amia distill`` also writes it)."""
+    run_dir = Path(run_dir)
+    model, saved = load_model(run_dir)
+    position = _position(frozen(model, "cpu"), run_dir, saved)
+    meta = {"env_id": saved["env_id"], "state_dim": model.cfg.encoder.dim, "action_dim": model.action_dim}
+    save_checkpoint(run_dir / PROBE, ProbeWeights(position.weight), None, meta)
+    return position
+
+
 def _check_replace(run_dir: Path, cfg: DistillConfig, force: bool) -> None:
     """A policy already in the run, made with other settings (or by unknown means), is replaced only with ``force``
     (which also drops a resume point made with other settings)."""
