@@ -259,3 +259,16 @@ def test_protocol_success_in_the_chaser_world_is_never_being_caught():
     gust = evaluate_actor(ConstantActor(), "amia/Gust-v0", EvalConfig(episodes=4, max_steps=2, timing_calls=0),
                           progress=False)
     assert "failure_rate" not in gust
+
+
+def test_a_tiny_run_trains_on_three_channel_chaser_frames(tmp_path):
+    from amia.models.encoder import EncoderConfig
+    from amia.models.jepa import JEPAConfig
+    from amia.models.predictor import PredictorConfig
+    from amia.training.world_model import TrainConfig, train
+
+    cfg = TrainConfig(steps=2, batch_size=8, window=4, val_every=0, log_every=2, checkpoint_every=2, diag_windows=16,
+                      threads=1, warmup=2, collect=CollectConfig(episodes=8, steps=10, batch=8),
+                      jepa=JEPAConfig(encoder=EncoderConfig(dim=8, channels=(4, 8), downsample=4),
+                                      predictor=PredictorConfig(hidden=16)))
+    assert train("amia/Chaser-v0", tmp_path / "run", cfg, progress=False)["env_id"] == "amia/Chaser-v0"
