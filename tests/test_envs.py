@@ -334,7 +334,8 @@ def test_unknown_env_id():
         msg = str(e.value)
         assert "amia/TwoRoom-v0" in msg and "amia/TwoRooms-v0" in msg and "amia/Wall-v0" in msg
         assert "Did you mean 'amia/TwoRooms-v0'" in msg
-    assert set(ENV_SPECS) == set(ENV_IDS) | {"amia/Maze-v0"}  # the maze has its own tests (test_maze.py)
+    # the maze and the stochastic worlds have their own tests (test_maze.py, test_stochastic_worlds.py)
+    assert set(ENV_SPECS) == set(ENV_IDS) | {"amia/Maze-v0", "amia/Gust-v0", "amia/Hazard-v0", "amia/Chaser-v0"}
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)

@@ -9,7 +9,9 @@ dataset              dtype, shape               meaning
 ``action``           float32 (N, A)             ``action[i]`` is taken at frame ``i``; it is 0 on
                                                 the last frame of each episode (no action follows)
 ``state``            float32 (N, S)             true state, never an input: ``x, y, wall_x, door_y``
-                                                in a rooms world, ``x, y`` in the maze (``state_names``)
+                                                in a rooms world, ``x, y`` in the maze and the gust
+                                                world, ``x, y, fallen`` in the hazard world, ``x, y,
+                                                cx, cy, caught`` in the chaser world (``state_names``)
 ``episode_offsets``  int64 (E + 1,)             episode ``e`` is frames ``offsets[e]:offsets[e+1]``
 ===================  =========================  =================================================
 

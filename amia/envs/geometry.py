@@ -81,6 +81,12 @@ def sample_free_points(rng: np.random.Generator, lo: np.ndarray, hi: np.ndarray,
     return out
 
 
+def border_rectangles(size: float, border: float) -> np.ndarray:
+    """The four border walls of a ``size`` px square frame, ``(4, 4)`` of ``(x0, y0, x1, y1)``: an open room."""
+    s, t = float(size), float(border)
+    return np.array([(0, 0, t, s), (s - t, 0, s, s), (0, 0, s, t), (0, s - t, s, s)], dtype=np.float64)
+
+
 def wall_layer(rects: np.ndarray, centres: np.ndarray) -> np.ndarray:
     """Wall channels ``uint8 (B, H, W)``: 255 where a pixel's centre lies strictly inside a rectangle.
 
@@ -106,17 +112,29 @@ class PointWorld:
     A subclass calls ``__init__`` with its spec (``size``, ``agent_radius``, ``agent_sigma``, ``max_step``), then
     sets ``rects`` and ``_wall_layer`` (``(H, W)`` or ``(B, H, W)``) and defines ``state``. Frames are
     ``uint8 (B, 2, H, W)``: channel 0 the agent blob, channel 1 the walls.
+
+    ``evaluation``: the world as the evaluation protocol runs it (only worlds whose other agents act differently
+    there use it, e.g. ``amia.envs.chaser``). ``failed`` ``(B,)`` marks episodes that met the world's failure
+    (``failure_name``, e.g. "hazard"; None: the world has none); ``reaches_goal`` is False where the task is not to
+    reach a goal state but only to avoid failing (Sec. 4.8, Sec. 5: uncertainty and risk).
     """
 
     channels = 2
+    failure_name: str | None = None
+    reaches_goal = True
 
-    def __init__(self, num_envs: int, spec, seed: int | None = None):
+    def __init__(self, num_envs: int, spec, seed: int | None = None, evaluation: bool = False):
         if num_envs < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
-        self.spec, self.num_envs = spec, num_envs
+        self.spec, self.num_envs, self.evaluation = spec, num_envs, bool(evaluation)
         self.rng = np.random.default_rng(seed)
         self._grid = np.arange(spec.size) + 0.5  # pixel centres
         self.pos = np.zeros((num_envs, 2))
+
+    @property
+    def failed(self) -> np.ndarray:
+        """Episodes that met the world's failure, ``bool (B,)``; never in a world without one."""
+        return np.zeros(self.num_envs, dtype=bool)
 
     @property
     def obs_shape(self) -> tuple[int, int, int]:

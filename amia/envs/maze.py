@@ -172,8 +172,9 @@ class MazeWorld(PointWorld):
 
     state_names = MAZE_STATE_NAMES
 
-    def __init__(self, num_envs: int, spec: MazeSpec | None = None, seed: int | None = None):
-        super().__init__(num_envs, spec or MazeSpec(), seed)
+    def __init__(self, num_envs: int, spec: MazeSpec | None = None, seed: int | None = None,
+                 evaluation: bool = False):
+        super().__init__(num_envs, spec or MazeSpec(), seed, evaluation)
         layout = maze_rectangles(self.spec)
         self.rects = np.broadcast_to(layout, (num_envs, *layout.shape))  # one read-only layout for all
         self._wall_layer = wall_layer(layout[None], self._grid)[0]

@@ -62,8 +62,9 @@ class RoomsWorld(PointWorld):
 
     state_names = STATE_NAMES
 
-    def __init__(self, num_envs: int, spec: RoomsSpec | None = None, seed: int | None = None):
-        super().__init__(num_envs, spec or RoomsSpec(), seed)
+    def __init__(self, num_envs: int, spec: RoomsSpec | None = None, seed: int | None = None,
+                 evaluation: bool = False):
+        super().__init__(num_envs, spec or RoomsSpec(), seed, evaluation)
         self.wall_x = np.full(num_envs, self.spec.wall_x)
         self.door_y = np.full(num_envs, self.spec.door_y)
         self._set_layout(self.wall_x, self.door_y)

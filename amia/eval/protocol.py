@@ -2,7 +2,9 @@
 
 The agent sees the goal frame and acts for the world's budget of steps; success is a final distance to the goal
 under ``SUCCESS_RADIUS`` (4.5 px), strict success is being within 1.5 px at any step. Tasks other than reach
-add their own criteria (never entering the forbidden region; keeping away from the moving point). Any actor
+add their own criteria (never entering the forbidden region; keeping away from the moving point). In a world with
+failures (falling into the hazard world's pit, capture by the chaser: Sec. 4.8, Sec. 5) an episode that failed
+at any step is no success, and where the world sets no goal to reach (the chaser) success is never failing. Any actor
 (``amia.agent.actor.Actor``) runs the same protocol.
 """
 
@@ -75,10 +77,11 @@ def task_episodes(env_id: str, task: TaskConfig, episodes: int, seed: int) -> di
 def run_protocol(actor: Actor, env_id: str, cfg: EvalConfig, progress: bool = True, record: int = 0) -> dict:
     """The protocol's episodes: per-episode ``final_distance``, ``ever_strict``, ``success``, true ``positions``,
     the actor's report, and the task's own measures (``steps_inside`` a forbidden region, ``min_point_distance``
-    to the moving point). ``record`` keeps frames and the actor's trace for that many episodes."""
+    to the moving point). In a world with failures also ``failed`` (at any step) and ``failure_name``. ``record``
+    keeps frames and the actor's trace for that many episodes."""
     task, steps = cfg.task_config(), cfg.steps(env_id)
     pairs = task_episodes(env_id, task, cfg.episodes, cfg.seed)
-    world, goal_obs = start_episodes(env_id, pairs)
+    world, goal_obs = start_episodes(env_id, pairs, cfg.seed)
     goal_xy = pairs["goal"][:, :2]
     inputs = {}
     if task.away_weight:
@@ -96,6 +99,9 @@ def run_protocol(actor: Actor, env_id: str, cfg: EvalConfig, progress: bool = Tr
         gap = np.linalg.norm(out["positions"] - inputs["point"][:, : steps + 1], axis=-1)
         out["min_point_distance"] = gap.min(1)
         out["success"] = out["min_point_distance"] >= task.away_radius
+    if "failed" in out:
+        out["failure_name"] = world.failure_name
+        out["success"] = ~out["failed"] if not world.reaches_goal else out["success"] & ~out["failed"]
     return out
 
 
@@ -115,11 +121,14 @@ def evaluate_actor(actor: Actor, env_id: str, cfg: EvalConfig, progress: bool = 
     if "steps_inside" in out:
         r.update(region_entry_rate=float(np.mean(out["steps_inside"] > 0)),
                  steps_inside_region=int(out["steps_inside"].sum()))
+    if "failed" in out:
+        r["failure_rate"] = r[f"{out['failure_name']}_rate"] = float(np.mean(out["failed"]))
     if "min_point_distance" in out:
         r["mean_min_point_distance_px"] = float(np.mean(out["min_point_distance"]))
     r.update(ms_per_plan_median=None, ms_per_action_mean=None)
     if cfg.timing_calls and "min_point_distance" not in out:  # keep-away's moving point is not timed
-        world, goal_obs = start_episodes(env_id, task_episodes(env_id, cfg.task_config(), 1, cfg.seed))
+        world, goal_obs = start_episodes(env_id, task_episodes(env_id, cfg.task_config(), 1, cfg.seed),
+                                         cfg.seed)
         r.update(timing(actor, world, goal_obs, cfg.timing_calls, cfg.seed))
     r.update(config=to_dict(cfg), git_rev=git_revision())
     return r

@@ -120,7 +120,7 @@ def _act_and_label(model: JEPA, env_id: str, cfg: DistillConfig, r: int, policy:
                         {"policy": policy if r else None, "position": position}, memory=memory,
                         label_span=cfg.label_span, first_episode=r * cfg.episodes)
     pairs = evaluation_set(env_id, cfg.episodes, cfg.seed + r)
-    world, goal_obs = start_episodes(env_id, pairs)
+    world, goal_obs = start_episodes(env_id, pairs, cfg.seed + r)
     with tqdm(total=cfg.steps, desc=f"distill round {r + 1}/{cfg.rounds}", unit="step", disable=not progress) as bar:
         out = run_episodes(actor, world, goal_obs, cfg.steps, seed=cfg.seed + r, progress=bar.update)
     final = np.linalg.norm(out["positions"][:, -1] - pairs["goal"][:, :2], axis=1)

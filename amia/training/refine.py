@@ -98,7 +98,7 @@ def act(model: JEPA, env_id: str, cfg: AgentConfig, episodes: int, steps: int, s
     """Mode-2 on ``episodes`` start/goal pairs of seed ``seed`` for ``steps`` steps: frames, actions, distances."""
     actor = build_actor(model, cfg, make_world(env_id, 1).spec.max_step, device)
     pairs = evaluation_set(env_id, episodes, seed)
-    world, goal_obs = start_episodes(env_id, pairs)
+    world, goal_obs = start_episodes(env_id, pairs, seed)
     rec = RecordingWorld(world)
     with tqdm(total=steps, desc=f"act (seed {seed})", unit="step", disable=not progress) as bar:
         out = run_episodes(actor, rec, goal_obs, steps, seed=seed, progress=bar.update)
