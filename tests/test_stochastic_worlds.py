@@ -86,26 +86,26 @@ def test_gust_band_is_drawn_faintly():
 def test_hazard_gust_frequency_and_outcomes():
     b, rounds = 2500, 20
     world = make_world("amia/Hazard-v0", b, seed=2)
-    start = np.tile([30.0, 6.0, 0.0], (b, 1))
+    start = np.tile([30.0, 25.0, 0.0], (b, 1))
     falls = 0
     for _ in range(rounds):
         world.set_state(start)
         futures, probs = true_outcomes(world, np.zeros((b, 2)))
         np.testing.assert_allclose(probs.sum(1), 1.0)
-        np.testing.assert_allclose(probs[0], [0.98, 0.02])
-        np.testing.assert_array_equal(futures[0], [[30.0, 6.0, 0.0], [30.0, 20.0, 1.0]])
+        np.testing.assert_allclose(probs[0], [0.985, 0.015])
+        np.testing.assert_array_equal(futures[0], [[30.0, 25.0, 0.0], [30.0, 5.0, 1.0]])
         _, info = world.step(np.zeros((b, 2)))
         fell = info["state"][:, 2] == 1
         np.testing.assert_array_equal(info["state"][fell], np.tile(futures[0, 1], (fell.sum(), 1)))
         np.testing.assert_array_equal(info["state"][~fell], np.tile(futures[0, 0], ((~fell).sum(), 1)))
         np.testing.assert_array_equal(world.failed, fell)
         falls += fell.sum()
-    assert abs(falls / (b * rounds) - 0.02) < 0.004
+    assert abs(falls / (b * rounds) - 0.015) < 0.003
 
 
 def test_a_fallen_agent_never_moves_and_walking_into_the_pit_is_falling():
     world = make_world("amia/Hazard-v0", 2, seed=3)
-    world.set_state(np.array([[12.0, 20.0, 0.0], [12.0, 50.0, 0.0]]))  # left of the pit; below it
+    world.set_state(np.array([[12.0, 6.0, 0.0], [12.0, 50.0, 0.0]]))  # left of the pit; far below it
     for _ in range(3):
         _, info = world.step(np.array([[2.45, 0.0], [2.45, 0.0]]))
     assert info["state"][0, 2] == 1 and info["state"][1, 2] == 0 and world.failed.tolist() == [True, False]
@@ -114,12 +114,12 @@ def test_a_fallen_agent_never_moves_and_walking_into_the_pit_is_falling():
     rng = np.random.default_rng(0)
     for _ in range(20):
         frame, info = world.step(rng.uniform(-3, 3, size=(2, 2)))
-        np.testing.assert_array_equal(info["state"][0], [x, 20.0, 1.0])
-    assert frame[0, 0, 19, int(x)] > 200  # the frame still shows it in the pit
+        np.testing.assert_array_equal(info["state"][0], [x, 6.0, 1.0])
+    assert frame[0, 0, 6, int(x)] > 200  # the frame still shows it in the pit
     futures, probs = true_outcomes(world, np.ones((2, 2)))
-    np.testing.assert_array_equal(futures[0, 0], [x, 20.0, 1.0])
+    np.testing.assert_array_equal(futures[0, 0], [x, 6.0, 1.0])
     np.testing.assert_array_equal(probs[0], [1.0, 0.0])
-    world.set_state(np.array([[12.0, 20.0, 0.0], [30.0, 20.0, 0.0]]))  # flags reset; inside the pit is fallen
+    world.set_state(np.array([[12.0, 20.0, 0.0], [30.0, 6.0, 0.0]]))  # flags reset; inside the pit is fallen
     assert world.failed.tolist() == [False, True]
     with pytest.raises(ValueError, match="fallen must be 0 or 1"):
         world.set_state(np.array([[12.0, 20.0, 0.5], [12.0, 20.0, 0.0]]))
@@ -232,10 +232,10 @@ def test_collect_and_gymnasium(env_id, policy, tmp_path):
 
 
 def test_protocol_counts_falls_as_failures(monkeypatch):
-    # starts from x 10 to 30 above the pit's level, walking straight down: those right of x = 18 fall in
-    monkeypatch.setitem(ENV_SPECS, "amia/HazardTest-v0", HazardSpec(start_box=(10.0, 4.0, 30.0, 11.0)))
+    # starts from x 10 to 30 below the pit's level, walking straight up: those right of x = 18 fall in
+    monkeypatch.setitem(ENV_SPECS, "amia/HazardTest-v0", HazardSpec(start_box=(10.0, 12.0, 30.0, 20.0)))
     cfg = EvalConfig(episodes=40, seed=1, max_steps=20, timing_calls=0)
-    actor = ConstantActor((0.0, 2.45))
+    actor = ConstantActor((0.0, -2.45))
     out = run_protocol(actor, "amia/HazardTest-v0", cfg, progress=False)
     pairs = evaluation_set("amia/HazardTest-v0", 40, seed=1)
     expected = pairs["start"][:, 0] > 18.0

@@ -72,7 +72,7 @@ def evaluation_set(env_id: str, episodes: int, seed: int = 0) -> dict[str, np.nd
 
     Rooms worlds: start and goal in opposite rooms, ``S = 4``. Maze: start and goal rooms at least
     ``spec.eval_min_doors`` (3) doors apart through open doors, ``S = 2``. Gust: start left of the gust band, goal
-    right of it, ``S = 2``. Hazard: start and goal on either side of the gust zone above the pit, ``S = 3``. Chaser:
+    right of it, ``S = 2``. Hazard: start and goal on either side of the gust zone below the pit, ``S = 3``. Chaser:
     the chaser 20-30 px from the agent, the goal equal to the start, ``S = 5``. Success is a final distance under
     ``SUCCESS_RADIUS`` px; strict success is being within ``STRICT_SUCCESS_RADIUS`` px at any step.
     """

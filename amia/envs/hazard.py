@@ -1,13 +1,13 @@
 """The hazard world ``amia/Hazard-v0``: risk, a rare catastrophic outcome (Sec. 4.8, Sec. 5).
 
-One open room with a walkable pit (drawn at ``pit_value`` in the walls channel). The strip between the top
-border and the pit, for x strictly inside the pit's x range, is a gust zone: after the agent's own move, an agent
-in the zone is pushed down by ``push`` px with probability ``gust_prob`` per step, which lands it in the pit.
-Whenever the agent's centre lies strictly inside the pit (by its own move or a push) it has fallen: it stays there
-for the rest of the episode (actions are ignored, no gusts) and the frame keeps showing it there. The short way
-between the evaluation set's starts and goals passes through the gust zone, the safe way goes around below the
-pit: an agent that plans on the expected cost alone takes the risk; one that weighs its variance does not.
-The state is ``(x, y, fallen)`` with ``fallen`` 0 or 1.
+One open room with a walkable pit along the top border (drawn at ``pit_value`` in the walls channel). Below the pit
+lies a gust zone (``zone``): after the agent's own move, an agent in the zone is pushed up by ``push`` px with
+probability ``gust_prob`` per step, which lands it in the pit. Whenever the agent's centre lies strictly inside the
+pit (by its own move or a push) it has fallen: it stays there for the rest of the episode (actions are ignored, no
+gusts) and the frame keeps showing it there. The straight way between the evaluation set's starts and goals
+crosses the zone (about 12 steps: a fall in about one crossing in six); the safe way dips below the zone, a few
+steps longer. An agent that plans on the expected cost may take the risk; one that weighs the worst futures does
+not. The state is ``(x, y, fallen)`` with ``fallen`` 0 or 1.
 """
 
 from __future__ import annotations
@@ -23,22 +23,23 @@ HAZARD_STATE_NAMES = ("x", "y", "fallen")
 
 @dataclass(frozen=True)
 class HazardSpec:
-    """Geometry and physics of the hazard world; lengths in pixels. ``pit``: ``(x0, y0, x1, y1)``;
-    ``gust_prob``: probability per step of a push into the pit in the gust zone. Evaluation pairs start in the
-    box ``start_box`` and aim at ``goal_box`` (both ``(x0, y0, x1, y1)``)."""
+    """Geometry and physics of the hazard world; lengths in pixels. ``pit`` and the gust ``zone``: ``(x0, y0, x1,
+    y1)``; ``gust_prob``: probability per step of a push of ``push`` px up, into the pit, in the zone. Evaluation
+    pairs start in the box ``start_box`` and aim at ``goal_box`` (both ``(x0, y0, x1, y1)``)."""
 
     size: int = 64
     border: float = 2.0
     agent_radius: float = 1.0
     agent_sigma: float = 1.2
     max_step: float = 2.45
-    pit: tuple[float, float, float, float] = (18.0, 14.0, 46.0, 40.0)
-    gust_prob: float = 0.02
-    push: float = 14.0
+    pit: tuple[float, float, float, float] = (18.0, 2.5, 46.0, 10.0)
+    zone: tuple[float, float, float, float] = (18.0, 10.0, 46.0, 30.0)
+    gust_prob: float = 0.015
+    push: float = 20.0
     pit_value: int = 128
     max_steps: int = 150
-    start_box: tuple[float, float, float, float] = (5.0, 4.0, 12.0, 11.0)
-    goal_box: tuple[float, float, float, float] = (52.0, 4.0, 59.0, 11.0)
+    start_box: tuple[float, float, float, float] = (5.0, 12.0, 12.0, 20.0)
+    goal_box: tuple[float, float, float, float] = (52.0, 12.0, 59.0, 20.0)
 
     def __post_init__(self):
         x0, y0, x1, y1 = self.pit
@@ -46,8 +47,10 @@ class HazardSpec:
             raise ValueError(f"pit must be a rectangle (x0, y0, x1, y1) inside the room, got {self.pit}")
         if not 0 <= self.gust_prob <= 1:
             raise ValueError(f"gust_prob must lie in [0, 1], got {self.gust_prob}")
-        if not y0 < self.border + self.agent_radius + self.push < y1:
-            raise ValueError(f"push {self.push} must carry an agent in the gust zone into the pit {self.pit}")
+        zx0, zy0, zx1, zy1 = self.zone
+        if not (x0 <= zx0 < zx1 <= x1 and zy0 >= y1 and zy1 - self.push <= y1):
+            raise ValueError(f"the gust zone {self.zone} must lie below the pit {self.pit}, within its x range, and "
+                             f"a push of {self.push} px up must carry an agent anywhere in it into the pit")
         if not 0 < self.pit_value < 255:
             raise ValueError(f"pit_value must lie in (0, 255), got {self.pit_value}")
 
@@ -88,9 +91,9 @@ class HazardWorld(PointWorld):
         return (pos[:, 0] > x0) & (pos[:, 0] < x1) & (pos[:, 1] > y0) & (pos[:, 1] < y1)
 
     def in_zone(self, pos: np.ndarray) -> np.ndarray:
-        """Whether each position ``(B, 2)`` lies in the gust zone: above the pit, x strictly inside its x range."""
-        x0, y0, x1, _ = self.spec.pit
-        return (pos[:, 0] > x0) & (pos[:, 0] < x1) & (pos[:, 1] < y0)
+        """Whether each position ``(B, 2)`` lies strictly inside the gust zone."""
+        x0, y0, x1, y1 = self.spec.zone
+        return (pos[:, 0] > x0) & (pos[:, 0] < x1) & (pos[:, 1] > y0) & (pos[:, 1] < y1)
 
     def _futures(self, action: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Next positions ``(B, 2, 2)`` (no gust, gust), their fallen flags ``(B, 2)`` and probabilities ``(B, 2)``."""
@@ -99,7 +102,7 @@ class HazardWorld(PointWorld):
         after[self.fallen] = self.pos[self.fallen]  # a fallen agent stays where it fell
         gusty = ~self.fallen & ~self.in_pit(after) & self.in_zone(after)
         push = np.zeros_like(after)
-        push[:, 1] = s.push
+        push[:, 1] = -s.push
         pushed = np.where(gusty[:, None], move_points(after, push, self.rects, s.push, s.agent_radius), after)
         futures = np.stack([after, pushed], axis=1)
         fallen = np.stack([self.fallen | self.in_pit(after), self.fallen | self.in_pit(pushed)], axis=1)
@@ -160,7 +163,7 @@ class HazardWorld(PointWorld):
 
 def hazard_evaluation_set(spec: HazardSpec, episodes: int, seed: int = 0) -> dict[str, np.ndarray]:
     """Seeded start/goal states ``float32 (N, 3)`` (not fallen): start uniform in ``start_box``, goal uniform in
-    ``goal_box``, on either side of the gust zone above the pit."""
+    ``goal_box``, on either side of the gust zone below the pit."""
     world = HazardWorld(episodes, spec)
     rng = np.random.default_rng([seed, 2024])
     pairs = {}

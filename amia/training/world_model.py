@@ -59,6 +59,11 @@ class TrainConfig:
         within(self, "val_fraction", 0, 1, open_low=True, open_high=True)
 
 
+# The stochastic worlds: a smaller model (their frames hold a point or two), 8-step windows, and a discrete latent
+# with one value per outcome the data shows (gust: down, up, none; chaser: 8 directions), Sec. 4.5 and 4.8.
+_STOCHASTIC = ["jepa.encoder.channels=[16,32,32,32]", "jepa.encoder.dim=32", "jepa.predictor.hidden=128", "window=8",
+               "steps=1200", "jepa.predictor.latent=discrete"]
+
 WORLD_PRESETS: dict[str, list[str]] = {
     "amia/TwoRooms-v0": [],
     # Random layouts: the wall alone satisfies the variance term and is trivially predictable, so a weak
@@ -68,6 +73,9 @@ WORLD_PRESETS: dict[str, list[str]] = {
     "amia/Wall-v0": ["jepa.loss.idm=10", "collect.policy=doors"],
     # 96x96 frames seen at 32x32, like TwoRooms' 64x64 at downsample 2: the same cost per frame on a CPU.
     "amia/Maze-v0": ["jepa.encoder.downsample=3"],
+    "amia/Gust-v0": _STOCHASTIC + ["jepa.predictor.latent_dim=4"],
+    "amia/Hazard-v0": _STOCHASTIC + ["jepa.predictor.latent_dim=4"],
+    "amia/Chaser-v0": _STOCHASTIC + ["jepa.predictor.latent_dim=8"],
 }
 
 
