@@ -168,3 +168,36 @@ def test_uncertain_planning_combines_futures_per_plan():
     assert torch.allclose(e, torch.full((2, 3), 2.32), atol=0.12)
     off, same = uncertain_planning(pred, cost, UncertaintyConfig(), 2)
     assert off == pred.rollout and same is cost
+
+
+class Cliff(Predictor):
+    """One step of ``x' = x + a / 2``; with the second latent value (probability 0.1 under ``fixed_prior``) a step
+    to the right (``a > 0``) falls to ``x' = -1`` instead."""
+
+    def __init__(self):
+        super().__init__(PredictorConfig(hidden=4, layers=1, latent="discrete", latent_dim=2), 1, 1)
+
+    def forward(self, s, a, z=None):
+        z = self.latent.mode(s) if z is None else z
+        fall = (z[..., 1:] > 0.5) & (a > 0)
+        return torch.where(fall, torch.full_like(s, -1.0), s + a / 2)
+
+
+@pytest.mark.parametrize("risk, risky", [("expected", True), ("cvar", False), ("mean_std", False)])
+def test_risk_averse_planning_declines_a_gamble_that_expected_cost_takes(risk, risky):
+    """Goal x = 1 from x = 0, one step, a in [-1, 1], cost (x' - 1)^2. Stepping right costs 0.25 (p 0.9) or 4 (a fall,
+    p 0.1): expected 0.625, CVaR(0.2) 2.125, mean + std 1.75; staying costs 1. So expected cost steps right (a = 1)
+    and the risk-averse measures stay (a <= 0)."""
+    from amia.planning.planners import PlannerConfig, plan
+
+    pred = Cliff()
+    fixed_prior(pred.latent, [0.9, 0.1])
+    cost = lambda st: (st[..., -1, 0] - 1).pow(2)  # noqa: E731
+    g = torch.Generator().manual_seed(0)
+    rollout, combined = uncertain_planning(pred, cost, UncertaintyConfig(futures=4000, risk=risk), 1, g)
+    cfg = PlannerConfig(horizon=1, iterations=8, samples=64, elites=8, populations=1, knot_every=1)
+    best = plan("cem", rollout, combined, torch.zeros(1, 1), torch.zeros(1, 1, 1), 1.0, cfg, generator=g)
+    a = best.actions[0, 0, 0].item()
+    assert (a > 0.8) if risky else (a <= 0.0)
+    expected_energy = {"expected": 0.625, "cvar": 1.0, "mean_std": 1.0}[risk]
+    assert best.energy.item() == pytest.approx(expected_energy, abs=0.08)
