@@ -30,24 +30,32 @@ def fixed_prior(latent: Latent, probs: list[float]) -> None:
         last.bias.copy_(torch.tensor(probs).log())
 
 
-def test_discrete_step_takes_least_free_energy():
+def fixed_posterior(latent: Latent, probs: list[float]) -> None:
+    last = latent.infer[-1]
+    torch.nn.init.zeros_(last.weight)
+    with torch.no_grad():
+        last.bias.copy_(torch.tensor(probs).log())
+
+
+def test_discrete_step_is_the_variational_free_energy():
     pred = Shift(torch.tensor([[1.0, 0.0], [-1.0, 0.0]]))
     fixed_prior(pred.latent, [0.3, 0.7])
+    fixed_posterior(pred.latent, [0.8, 0.2])
     s, a = torch.zeros(1, 2), torch.zeros(1, 1)
-    # target at +1: E = (0, 2); R = (-log .3, -log .7); beta 1 keeps z = 0
+    # target at +1: E = (0, 2) for z = (0, 1); under q = (.8, .2): E = 0.4; R = KL(q || p); prediction of z = 0
     out, e, r = pred.latent.step(pred, s, a, torch.tensor([[1.0, 0.0]]), beta=1.0)
-    assert torch.allclose(out, torch.tensor([[1.0, 0.0]])) and e.item() == pytest.approx(0.0)
-    assert r.item() == pytest.approx(-math.log(0.3), rel=1e-5)
-    # target at +0.2: E = (0.32, 0.72); with beta 1 the prior tips it to z = 1 (0.72 + 0.357 < 0.32 + 1.204) ...
-    target = torch.tensor([[0.2, 0.0]])
-    out, e, r = pred.latent.step(pred, s, a, target, beta=1.0)
-    assert torch.allclose(out, torch.tensor([[-1.0, 0.0]])) and e.item() == pytest.approx(0.72, rel=1e-5)
-    assert r.item() == pytest.approx(-math.log(0.7), rel=1e-5)
+    assert torch.allclose(out, torch.tensor([[1.0, 0.0]])) and e.item() == pytest.approx(0.4, rel=1e-5)
+    assert r.item() == pytest.approx(0.8 * math.log(0.8 / 0.3) + 0.2 * math.log(0.2 / 0.7), rel=1e-5)
+
+
+def test_free_energy_is_the_minimum_over_z():
+    pred = Shift(torch.tensor([[1.0, 0.0], [-1.0, 0.0]]))
+    fixed_prior(pred.latent, [0.3, 0.7])
+    s, a, target = torch.zeros(1, 2), torch.zeros(1, 1), torch.tensor([[0.2, 0.0]])
+    # E = (0.32, 0.72); R = (-log .3, -log .7): with beta 1 the prior tips the minimum to z = 1 ...
+    assert pred.latent.free_energy(pred, s, a, target, 1.0).item() == pytest.approx(0.72 - math.log(0.7), rel=1e-5)
     # ... with a small beta the energy decides
-    out, e, _ = pred.latent.step(pred, s, a, target, beta=0.01)
-    assert torch.allclose(out, torch.tensor([[1.0, 0.0]])) and e.item() == pytest.approx(0.32, rel=1e-5)
-    f = pred.latent.free_energy(pred, s, a, target, beta=1.0)
-    assert f.item() == pytest.approx(0.72 - math.log(0.7), rel=1e-5)
+    assert pred.latent.free_energy(pred, s, a, target, 0.01).item() == pytest.approx(0.32 - 0.01 * math.log(0.3), rel=1e-5)
 
 
 def two_outcome_batch(n: int, g: torch.Generator, p_right: float = 0.7, noise: float = 0.0):

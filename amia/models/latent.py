@@ -8,10 +8,14 @@ could encode the whole next state and the energy would say nothing about the wor
 
 Kinds (``PredictorConfig.latent``):
 
-- ``discrete``: ``z`` takes one of ``k`` values (one-hot); the minimum over ``z`` is exact (every value is tried).
-  ``R(z | s) = -log p(z | s)`` with ``p`` a softmax whose logits are predicted from the state: ``p ~ exp(-R)``
-  is the Gibbs distribution of Sec. 4.8, and it holds the outcomes' frequencies. ``k`` bounds the information
-  to ``log k`` nats per step.
+- ``discrete``: ``z`` takes one of ``k`` values (one-hot); every value is tried. ``R(z | s) = -log p(z | s)`` with
+  ``p`` a softmax whose logits are predicted from the state: ``p ~ exp(-R)`` is the Gibbs distribution of
+  Sec. 4.8, and it holds the outcomes' frequencies. ``k`` bounds the information to ``log k`` nats per step.
+  Training weighs the values by an amortised posterior ``q(z | s, s')`` (a small classifier of the transition):
+  the loss ``sum_z q(z) E(z) + beta KL(q || p)`` is the variational free energy, and its minimum over ``q`` is
+  the soft minimum ``-beta log sum_z p(z | s) exp(-E(z) / beta)``. A hard minimum from the start lets one value
+  win every transition and the others never learn; the classifier lets values specialise on the outcomes it
+  tells apart.
 - ``gaussian``: continuous low-dimensional ``z`` inferred by an amortised encoder ``q(s, s')`` with noise;
   ``R`` is the KL divergence from ``q`` to a Gaussian prior ``N(mu(s), sigma(s))`` (noise as the regulariser).
 - ``free``: continuous ``z`` from the amortised encoder, no noise, no ``R`` in the objective (the control that
@@ -59,8 +63,7 @@ class Latent(nn.Module):
             raise ValueError(f"a {kind} latent needs dim >= 1, got {dim}")
         self.kind, self.dim, self.width = kind, dim, dim
         self.prior = mlp([state_dim, hidden, hidden, dim if kind == "discrete" else 2 * dim])
-        if kind != "discrete":
-            self.infer = mlp([2 * state_dim, hidden, hidden, 2 * dim if kind == "gaussian" else dim])
+        self.infer = mlp([2 * state_dim, hidden, hidden, 2 * dim if kind == "gaussian" else dim])
 
     def prior_params(self, s: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Logits ``(..., k)`` (discrete) or ``(mu, log_std)`` each ``(..., dim)`` of ``p(z | s)``."""
@@ -72,18 +75,22 @@ class Latent(nn.Module):
 
     def step(self, predictor: nn.Module, s: torch.Tensor, a: torch.Tensor, target: torch.Tensor,
              beta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """One training step of the free energy: ``(prediction (B, D), E (B,), R (B,))`` at the chosen ``z``.
+        """One training step of the free energy: ``(prediction (B, D), E (B,), R (B,))``; the loss is ``E + beta R``.
 
-        discrete: ``z = argmin_z E + beta R`` over all ``k`` values; gaussian: ``z`` sampled from ``q(s, s')``,
+        discrete: every value is tried; ``E`` is the energy expected under the posterior ``q(z | s, s')`` and
+        ``R = KL(q || p)`` (every value learns from the transitions ``q`` gives it, the prior learns their
+        frequencies); the prediction is that of ``q``'s most likely value. gaussian: ``z`` sampled from ``q(s, s')``,
         ``R`` its KL to the prior; free: ``z = q(s, s')``, ``R`` the prior's fit to it (which trains only the prior).
         """
         if self.kind == "discrete":
             cand = self.candidates(predictor, s, a)
             energy = (cand - target[:, None]).pow(2).mean(-1)  # (B, k)
-            reg = -F.log_softmax(self.prior_params(s), dim=-1)  # (B, k)
-            idx = (energy + beta * reg).detach().argmin(1)
+            log_prior = F.log_softmax(self.prior_params(s), dim=-1)
+            post = F.softmax(self.infer(torch.cat([s, target - s], dim=-1).detach()), dim=-1)
             rows = torch.arange(s.shape[0], device=s.device)
-            return cand[rows, idx], energy[rows, idx], reg[rows, idx]
+            best = post.argmax(1)
+            reg = (post * (post.clamp_min(1e-12).log() - log_prior)).sum(1)  # KL(q || p)
+            return cand[rows, best], (post * energy).sum(1), reg
         q = self.infer(torch.cat([s, target], dim=-1).detach())
         p_mu, p_log_std = self.prior_params(s)
         if self.kind == "gaussian":

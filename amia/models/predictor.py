@@ -31,7 +31,7 @@ class PredictorConfig:
     layers: int = 2
     latent: str = "none"
     latent_dim: int = 0
-    latent_weight: float = 0.1
+    latent_weight: float = 0.01
 
     def __post_init__(self):
         at_least(self, 1, "hidden", "layers")
