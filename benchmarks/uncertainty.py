@@ -51,12 +51,12 @@ VARIANTS = {  # run name: (env id, overrides on the world's defaults)
     "chaser": ("amia/Chaser-v0", []),
 }
 # EvalConfig overrides of every evaluation row, then of each row
-PLANNING = ["planner=gd", "planning.horizon=24", "planning.restarts=8", "timing_calls=0"]
+PLANNING = ["planner=gd", "planning.horizon=24", "planning.restarts=4", "timing_calls=0"]
 ROWS = {
     "gust_with_rz": ("gust", ["uncertainty.futures=8", "uncertainty.risk=expected"]),
     "gust_without_rz": ("gust_free", ["uncertainty.futures=8", "uncertainty.risk=expected"]),
-    "hazard_risk_averse": ("hazard", ["uncertainty.futures=16", "uncertainty.risk=cvar", "uncertainty.cvar_fraction=0.2"]),
-    "hazard_expected": ("hazard", ["uncertainty.futures=16", "uncertainty.risk=expected"]),
+    "hazard_risk_averse": ("hazard", ["uncertainty.futures=8", "uncertainty.risk=cvar", "uncertainty.cvar_fraction=0.2"]),
+    "hazard_expected": ("hazard", ["uncertainty.futures=8", "uncertainty.risk=expected"]),
     "hazard_deterministic": ("hazard_none", []),
     "chaser_adversarial": ("chaser", ["task=evade", "uncertainty.risk=adversarial"]),
     "chaser_random_assumption": ("chaser", ["task=evade", "uncertainty.futures=8", "uncertainty.risk=expected"]),
