@@ -20,8 +20,12 @@ Measures:
    mean distance from the deterministic predictor's prediction to the nearest true outcome.
 2. *R(z) matters*: ``gap_with_rz`` / ``gap_without_rz`` are the runs' ``latent_energy_gap_ratio`` (training
    diagnostics on held-out windows: free energy against shuffled minus true next states, over their distance);
-   ``success_with_rz`` / ``success_without_rz`` the reach success in Gust-v0 planning over sampled futures.
-3. *Risk* (hazard, ``--episodes``): falls and success of risk-averse (CVaR), expected-cost and deterministic planning.
+   ``success_with_rz`` / ``success_without_rz`` the reach success in Gust-v0 planning over sampled futures
+   (``--gust-episodes``).
+3. *Risk* (hazard, ``--episodes``): falls and success of risk-averse (CVaR), expected-cost and deterministic planning,
+   on the task of reaching the goal with the pit as a forbidden region (``reach_avoid``: an intrinsic cost of
+   being in the pit, read by the position probe; without it a fallen agent is only "stuck somewhere", a certain
+   and moderate cost, which a risk-averse planner prefers to an uncertain crossing).
 4. *Adversary* (chaser, evade task): episodes without capture by the pursuing chaser, planning with adversarial
    latents against planning that assumes the chaser moves at random (expected cost over sampled futures).
 
@@ -52,12 +56,14 @@ VARIANTS = {  # run name: (env id, overrides on the world's defaults)
 }
 # EvalConfig overrides of every evaluation row, then of each row
 PLANNING = ["planner=gd", "planning.horizon=24", "planning.restarts=4", "timing_calls=0"]
+# the hazard world's task: reach the goal, with the pit as the forbidden region (an intrinsic cost of falling)
+HAZARD = ["task=reach_avoid", "region=[18.0,2.5,46.0,10.0]"]
 ROWS = {
     "gust_with_rz": ("gust", ["uncertainty.futures=8", "uncertainty.risk=expected"]),
     "gust_without_rz": ("gust_free", ["uncertainty.futures=8", "uncertainty.risk=expected"]),
-    "hazard_risk_averse": ("hazard", ["uncertainty.futures=8", "uncertainty.risk=cvar", "uncertainty.cvar_fraction=0.2"]),
-    "hazard_expected": ("hazard", ["uncertainty.futures=8", "uncertainty.risk=expected"]),
-    "hazard_deterministic": ("hazard_none", []),
+    "hazard_risk_averse": ("hazard", HAZARD + ["uncertainty.futures=8", "uncertainty.risk=cvar", "uncertainty.cvar_fraction=0.2"]),
+    "hazard_expected": ("hazard", HAZARD + ["uncertainty.futures=8", "uncertainty.risk=expected"]),
+    "hazard_deterministic": ("hazard_none", HAZARD),
     "chaser_adversarial": ("chaser", ["task=evade", "uncertainty.risk=adversarial"]),
     "chaser_random_assumption": ("chaser", ["task=evade", "uncertainty.futures=8", "uncertainty.risk=expected"]),
 }
@@ -67,7 +73,8 @@ def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", required=True, help="the JSON file to write")
     p.add_argument("--runs", default="runs/uncertainty", help="directory of the runs (trained there when missing)")
-    p.add_argument("--episodes", type=int, default=200)
+    p.add_argument("--episodes", type=int, default=200, help="episodes of the hazard and chaser rows")
+    p.add_argument("--gust-episodes", type=int, default=100, help="episodes of the gust rows (R(z) matters)")
     p.add_argument("--seed", type=int, default=0, help="evaluation seed (0: the reported one; tune on others)")
     p.add_argument("--cases", type=int, default=500, help="held-out gust transitions for coverage")
     p.add_argument("--samples", type=int, default=256, help="sampled futures per case")
@@ -184,7 +191,8 @@ def main() -> None:
                   gap_without_rz=training["gust_free"]["latent_energy_gap_ratio"])
     rows = {}
     for row in args.rows:
-        rows[row] = evaluate_row(row, runs, args.episodes, args.seed, args.overrides)
+        episodes = args.gust_episodes if row.startswith("gust") else args.episodes
+        rows[row] = evaluate_row(row, runs, episodes, args.seed, args.overrides)
         print(row, json.dumps(rows[row]), flush=True)
         Path(args.out).write_text(json.dumps({**result, "rows": rows}, indent=2))
     get = lambda row, key: rows[row][key] if row in rows else None  # noqa: E731

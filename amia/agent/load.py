@@ -38,7 +38,8 @@ class AgentConfig:
     ``task``: the configurator's task (reach, reach_avoid, keep_away); ``mode`` 2 plans with ``planner``, 1 acts
     with the distilled policy; ``policy_init`` starts every Mode-2 plan from the policy rolled through the
     predictor; ``critic_weight`` adds the critic's value of the horizon's last state to the cost;
-    ``forbid_weight`` replaces the task's weight of the forbidden-region term (0: plan as if unconstrained).
+    ``forbid_weight`` replaces the task's weight of the forbidden-region term (0: plan as if unconstrained), and
+    ``region`` its rectangle ``(x0, y0, x1, y1)`` (e.g. the pit of ``amia/Hazard-v0``).
     ``replan_every``: steps between re-plans; ``final_weight``: the goal cost's weight on the horizon's last step.
     ``hierarchical`` acts by hierarchical Mode-2 (reach task only) with the settings ``hierarchy`` (which replace
     ``replan_every``, ``final_weight`` and ``planning``). ``surprise`` and ``boredom`` (flat Mode-2): exploration
@@ -52,6 +53,7 @@ class AgentConfig:
     policy_init: bool = False
     critic_weight: float = 0.0
     forbid_weight: float | None = None
+    region: tuple[float, float, float, float] | None = None
     replan_every: int = 4
     final_weight: float = 30.0
     planning: PlannerConfig = field(default_factory=PlannerConfig)
@@ -67,6 +69,10 @@ class AgentConfig:
         one_of(self, "mode", (1, 2))
         at_least(self, 1, "replan_every")
         at_least(self, 0, "final_weight", "critic_weight")
+        check(self.region is None or (len(self.region) == 4 and self.region[0] < self.region[2]
+                                      and self.region[1] < self.region[3]), "region",
+              None if self.region is None else list(self.region),
+              "a rectangle [x0, y0, x1, y1] with x0 < x1 and y0 < y1 (or null: the task's own)")
         check(self.forbid_weight is None or self.forbid_weight >= 0, "forbid_weight", self.forbid_weight,
               "a number >= 0 (or null: the task's own weight)")
         check(self.hierarchical or self.planning.horizon >= self.replan_every, "planning.horizon", self.planning.horizon,
@@ -88,6 +94,8 @@ class AgentConfig:
     def task_config(self) -> TaskConfig:
         """The configurator's task for these settings (mode, critic weight, final weight, horizon)."""
         changes = {} if self.forbid_weight is None else {"forbid_weight": self.forbid_weight}
+        if self.region is not None:
+            changes["region"] = tuple(self.region)
         return configure(self.task, mode=self.mode, final_weight=self.final_weight, critic_weight=self.critic_weight,
                          horizon=self.planning.horizon, uncertainty=self.uncertainty, **changes)
 

@@ -20,6 +20,7 @@ from amia.models.level2 import HJEPAConfig
 from amia.models.policy import PolicyConfig
 from amia.models.predictor import PredictorConfig
 from amia.planning.planners import PlannerConfig
+from amia.planning.uncertainty import UncertaintyConfig
 from amia.training.critics import Level2CriticConfig
 from amia.training.distill import CriticConfig, DistillConfig
 from amia.training.policy import AmortiseConfig
@@ -45,6 +46,8 @@ BAD = [  # (config, field, bad value, words the message must hold after "field=v
     (EncoderConfig, "dim", 0, ">= 1"), (EncoderConfig, "downsample", 0, ">= 1"),
     (EncoderConfig, "channels", (8, 0), "integers >= 1"), (PredictorConfig, "hidden", 0, ">= 1"),
     (PredictorConfig, "layers", 0, ">= 1"), (PredictorConfig, "latent_dim", -1, ">= 0"),
+    (PredictorConfig, "latent", "bogus", "one of none, discrete"), (PredictorConfig, "latent_dim", 3, "0 with latent=none"),
+    (PredictorConfig, "latent_weight", 0.0, "> 0"),
     (LossConfig, "regularizer", "bogus", "one of vicreg, sigreg, none"), (LossConfig, "var", -1.0, ">= 0"),
     (LossConfig, "std_target", 0.0, "> 0"), (LossConfig, "sigreg_directions", 0, ">= 1"),
     (PlannerConfig, "horizon", 0, ">= 1"), (PlannerConfig, "iterations", 0, ">= 1"), (PlannerConfig, "samples", 0, ">= 1"),
@@ -58,6 +61,10 @@ BAD = [  # (config, field, bad value, words the message must hold after "field=v
     (EvalConfig, "mode", 3, "one of 1, 2"), (EvalConfig, "timing_calls", -1, ">= 0"),
     (EvalConfig, "critic_weight", -1.0, ">= 0"), (EvalConfig, "seed", -1, ">= 0"),
     (EvalConfig, "forbid_weight", -2.0, ">= 0 (or null"), (EvalConfig, "final_weight", -1.0, ">= 0"),
+    (EvalConfig, "region", (30.0, 0.0, 10.0, 5.0), "x0 < x1"), (EvalConfig, "task", "flee", "evade"),
+    (UncertaintyConfig, "futures", -1, ">= 0"), (UncertaintyConfig, "risk", "worst", "one of expected, mean_std"),
+    (UncertaintyConfig, "cvar_fraction", 0.0, "(0, 1]"), (UncertaintyConfig, "std_weight", 0.0, "> 0"),
+    (UncertaintyConfig, "candidates", 0, ">= 1"),
     (HJEPAConfig, "stride", 0, ">= 1"), (HJEPAConfig, "pool", "max", "one of first, mean"),
     (HJEPAConfig, "batch_size", 1, ">= 2"), (HJEPAConfig, "report_steps", 13, "multiple of stride"),
     (HJEPAConfig, "log_every", 0, ">= 1"), (HJEPAConfig, "checkpoint_every", 0, ">= 1"),
