@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from amia.cost.configurator import TASKS, build_cost, configure, moving_point
-from amia.cost.terms import CriticTerm, ForbiddenRegion, GoalDistance, KeepAway
+from amia.cost.terms import CriticTerm, Evade, ForbiddenRegion, GoalDistance, KeepAway
 from amia.models.critic import Critic
 from amia.models.policy import Policy, PolicyConfig, policy_rollout
 from amia.models.probe import LinearProbe
@@ -92,8 +92,9 @@ def test_configurator_weights_change_the_plan_as_expected():
 
 
 def test_configurator_tasks_and_errors():
-    assert set(TASKS) == {"reach", "reach_avoid", "keep_away"}
+    assert set(TASKS) == {"reach", "reach_avoid", "keep_away", "evade"}
     assert configure("keep_away").goal_weight == 0 and configure("keep_away").away_weight > 0
+    assert configure("evade").goal_weight == 0 and configure("evade").evade_weight > 0
     with pytest.raises(ValueError, match="unknown task 'fly'"):
         configure("fly")
     with pytest.raises(ValueError, match="unknown task setting"):
@@ -160,3 +161,15 @@ def test_amortised_policy_minimises_the_energy_to_the_known_controller_without_l
     assert err.mean() < 0.1, err.mean()
     with pytest.raises(ValueError, match="must match states"):
         fit_policy_to_energy(policy, step, lambda goal: GoalDistance(goal, 1.0), s, g[:10], cfg)
+
+
+def test_evade_term_against_hand_computed_values():
+    """States are (x, y, cx, cy): the squared shortfall of the agent-chaser distance below the radius, summed."""
+    probe = LinearProbe(torch.cat([torch.eye(4), torch.zeros(1, 4)]))
+    states = torch.tensor([[[0.0, 0.0, 3.0, 4.0], [0.0, 0.0, 30.0, 0.0]]])  # (B=1, T=2, 4): distances 5 and 30
+    assert Evade(probe, radius=10.0)(states).item() == pytest.approx(25.0, rel=1e-4)  # (10 - 5)^2 + 0
+    assert Evade(probe, radius=40.0)(states).item() == pytest.approx(35.0**2 + 10.0**2, rel=1e-4)
+    with pytest.raises(ValueError, match=r"\(x, y, cx, cy\)"):
+        Evade(IDENTITY)(states[..., :2])
+    with pytest.raises(ValueError, match="position probe"):
+        build_cost(configure("evade"), torch.zeros(1, 4))
