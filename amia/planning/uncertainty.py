@@ -74,7 +74,7 @@ def uncertain_planning(predictor: Predictor, cost: CostFn, cfg: UncertaintyConfi
     """The ``(rollout, cost)`` pair a planner takes for ``episodes`` episodes under ``cfg``: the predictor's plain
     rollout and ``cost`` when ``cfg`` is off or the model has no latent. The futures' randomness is drawn once
     per plan (seeded from ``generator``), so every candidate and every iteration meets the same futures."""
-    if predictor.latent is None or not cfg.active:
+    if not cfg.active or getattr(predictor, "latent", None) is None:
         return predictor.rollout, cost
     seed = int(torch.randint(2**62, (1,), generator=generator))
 
