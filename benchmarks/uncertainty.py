@@ -183,7 +183,8 @@ def main() -> None:
         if name in needed:
             m = ensure_run(name, runs)
             training[name] = {k: m.get(k) for k in ("train_seconds", "latent_energy_gap_ratio", "latent_energy_gap",
-                                                    "latent_usage_entropy", "probe_r2", "pred_error_px_h8")}
+                                                    "latent_usage_entropy", "probe_r2", "probe_r2_layout",
+                                                    "pred_error_px_h16", "copy_error_px_h16")}
     result = {"command": "python " + " ".join(sys.argv), "git_rev": git_revision(), "machine": machine(),
               "episodes": args.episodes, "seed": args.seed, "training": training}
     result.update(several_futures(runs, args.cases, args.samples, args.seed))
