@@ -35,7 +35,6 @@ Planner settings are ``PLANNING`` below (chosen on training seeds, ``--seed`` ot
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -61,7 +60,8 @@ HAZARD = ["task=reach_avoid", "region=[18.0,2.5,46.0,10.0]"]
 ROWS = {
     "gust_with_rz": ("gust", ["uncertainty.futures=8", "uncertainty.risk=expected"]),
     "gust_without_rz": ("gust_free", ["uncertainty.futures=8", "uncertainty.risk=expected"]),
-    "hazard_risk_averse": ("hazard", HAZARD + ["uncertainty.futures=8", "uncertainty.risk=cvar", "uncertainty.cvar_fraction=0.2"]),
+    "hazard_risk_averse": (
+        "hazard", HAZARD + ["uncertainty.futures=8", "uncertainty.risk=cvar", "uncertainty.cvar_fraction=0.2"]),
     "hazard_expected": ("hazard", HAZARD + ["uncertainty.futures=8", "uncertainty.risk=expected"]),
     "hazard_deterministic": ("hazard_none", HAZARD),
     "chaser_adversarial": ("chaser", ["task=evade", "uncertainty.risk=adversarial"]),

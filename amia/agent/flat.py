@@ -111,7 +111,8 @@ class FlatActor:
         if bored is not None:
             cost = Cost({**cost.intrinsic, "bored": (self.boredom.weight, bored)}, cost.critic)
         rollout, cost = uncertain_planning(self.model.predictor, cost, self.task.uncertainty, s.shape[0], generator)
-        return plan(self.planner, rollout, cost, s, init, self.bound, cfg, warm=not cold and (previous is not None or policy_init), generator=generator).actions
+        warm = not cold and (previous is not None or policy_init)
+        return plan(self.planner, rollout, cost, s, init, self.bound, cfg, warm=warm, generator=generator).actions
 
     @torch.no_grad()
     def mode1(self, s: torch.Tensor, goal: torch.Tensor) -> torch.Tensor:

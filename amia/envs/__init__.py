@@ -115,7 +115,8 @@ if "amia/PushT-v0" not in gym.registry:  # gym-pusht's PushT seen as pixels + tr
 
 __all__ = [
     "CHASER_STATE_NAMES", "ENV_SPECS", "GUST_STATE_NAMES", "HAZARD_STATE_NAMES", "ChaserSpec", "ChaserWorld",
-    "GustSpec", "GustWorld", "HazardSpec", "HazardWorld", "WORLDS", "MAZE_STATE_NAMES", "STATE_NAMES", "STRICT_SUCCESS_RADIUS", "SUCCESS_RADIUS", "MazeSpec", "MazeWorld",
+    "GustSpec", "GustWorld", "HazardSpec", "HazardWorld", "WORLDS", "MAZE_STATE_NAMES", "STATE_NAMES",
+    "STRICT_SUCCESS_RADIUS", "SUCCESS_RADIUS", "MazeSpec", "MazeWorld",
     "RoomsSpec", "RoomsWorld", "World", "WorldSpec", "env_spec", "evaluation_set", "make_world", "start_episodes",
     "world_for_spec",
 ]

@@ -16,8 +16,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from amia.envs.geometry import PointWorld, agent_layer, border_rectangles, f32, inside_obstacle, move_points, \
-    sample_free_points, wall_layer
+from amia.envs.geometry import (
+    PointWorld,
+    agent_layer,
+    border_rectangles,
+    f32,
+    inside_obstacle,
+    move_points,
+    sample_free_points,
+    wall_layer,
+)
 
 CHASER_STATE_NAMES = ("x", "y", "cx", "cy", "caught")
 DIRECTIONS = np.stack([np.cos(np.arange(8) * np.pi / 4), np.sin(np.arange(8) * np.pi / 4)], axis=1)  # (8, 2)
