@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from amia.models.latent import Latent, gaussian_kl, gaussian_nll
+from amia.models.latent import RELAX, Latent, gaussian_kl, gaussian_nll
 from amia.models.predictor import Predictor, PredictorConfig
 from amia.planning.uncertainty import UncertaintyConfig, risk_measure, uncertain_planning
 
@@ -19,7 +19,7 @@ class Shift(Predictor):
         self.moves = moves
 
     def forward(self, s, a, z=None):
-        z = self.latent.mode(s) if z is None else z
+        z = self.latent.mode(s, a) if z is None else z
         return s + z @ self.moves
 
 
@@ -30,22 +30,39 @@ def fixed_prior(latent: Latent, probs: list[float]) -> None:
         last.bias.copy_(torch.tensor(probs).log())
 
 
-def fixed_posterior(latent: Latent, probs: list[float]) -> None:
-    last = latent.infer[-1]
-    torch.nn.init.zeros_(last.weight)
-    with torch.no_grad():
-        last.bias.copy_(torch.tensor(probs).log())
-
-
-def test_discrete_step_is_the_variational_free_energy():
-    pred = Shift(torch.tensor([[1.0, 0.0], [-1.0, 0.0]]))
+@pytest.mark.parametrize("target, best, energy, prior", [
+    # target +1: E = (0, 2); E + R = (0 - log .3, 2 - log .7) = (1.20, 2.36): the energy decides, z* = 0
+    ([1.0, 0.0], 0, (1 - RELAX) * 0.0 + RELAX * 2.0, 0.3),
+    # target +0.2: E = (0.32, 0.72); E + R = (1.52, 1.08): the prior tips the choice to z* = 1
+    ([0.2, 0.0], 1, (1 - RELAX) * 0.72 + RELAX * 0.32, 0.7),
+])
+def test_discrete_step_takes_the_value_of_least_free_energy(target, best, energy, prior):
+    """Relaxed winner-take-all: ``z* = argmin E + beta R``, the energy weighs ``z*`` by ``1 - RELAX`` and the other
+    value by ``RELAX``, and ``R = -log p(z* | s, a)``."""
+    moves = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])
+    pred = Shift(moves)
     fixed_prior(pred.latent, [0.3, 0.7])
-    fixed_posterior(pred.latent, [0.8, 0.2])
     s, a = torch.zeros(1, 2), torch.zeros(1, 1)
-    # target at +1: E = (0, 2) for z = (0, 1); under q = (.8, .2): E = 0.4; R = KL(q || p); prediction of z = 0
-    out, e, r = pred.latent.step(pred, s, a, torch.tensor([[1.0, 0.0]]), beta=1.0)
-    assert torch.allclose(out, torch.tensor([[1.0, 0.0]])) and e.item() == pytest.approx(0.4, rel=1e-5)
-    assert r.item() == pytest.approx(0.8 * math.log(0.8 / 0.3) + 0.2 * math.log(0.2 / 0.7), rel=1e-5)
+    out, e, r = pred.latent.step(pred, s, a, torch.tensor([target]), beta=1.0)
+    assert torch.allclose(out, moves[best:best + 1])
+    assert e.item() == pytest.approx(energy, rel=1e-5) and r.item() == pytest.approx(-math.log(prior), rel=1e-5)
+
+
+def test_prior_reads_the_action():
+    """The same state with two actions: the prior can give each its own outcome frequencies (the action decides
+    whether the agent steps into the randomness)."""
+    torch.manual_seed(0)
+    latent = Latent("discrete", 2, 2, 1, hidden=16)
+    opt = torch.optim.Adam(latent.parameters(), lr=1e-2)
+    s, a = torch.zeros(400, 2), torch.cat([torch.zeros(200, 1), torch.ones(200, 1)])
+    z = torch.cat([torch.zeros(200, dtype=torch.long), (torch.arange(200) % 5 == 0).long()])  # a = 1: value 1 w.p. .2
+    for _ in range(300):
+        loss = torch.nn.functional.cross_entropy(latent.prior_params(s, a), z)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    p = torch.softmax(latent.prior_params(torch.zeros(2, 2), torch.tensor([[0.0], [1.0]])), -1)[:, 1]
+    assert p[0].item() < 0.03 and p[1].item() == pytest.approx(0.2, abs=0.03)
 
 
 def test_free_energy_is_the_minimum_over_z():
@@ -87,7 +104,7 @@ def test_discrete_latent_learns_both_outcomes_and_their_frequencies():
     a = torch.zeros(500, 1)
     with torch.no_grad():
         moves = torch.stack([pred(s, a, torch.eye(2)[i].expand(500, 2)) - s for i in range(2)], 1)  # (N, 2, 2)
-        probs = torch.softmax(pred.latent.prior_params(s), -1)
+        probs = torch.softmax(pred.latent.prior_params(s, a), -1)
     right = moves[:, :, 0].mean(0).argmax()  # the value that moves right
     assert torch.allclose(moves[:, right], torch.tensor([1.0, 0.0]), atol=0.1)
     assert torch.allclose(moves[:, 1 - right], torch.tensor([-1.0, 0.0]), atol=0.1)
@@ -132,12 +149,12 @@ def test_gaussian_latent_trains_and_samples():
 
 
 def test_prior_samples_follow_the_prior():
-    latent = Latent("discrete", 3, 4)
+    latent = Latent("discrete", 3, 4, 1)
     fixed_prior(latent, [0.2, 0.5, 0.3])
     noise = latent.noise((20000,), torch.Generator().manual_seed(0), "cpu")
-    z = latent.sample(torch.zeros(20000, 4), noise)
+    z = latent.sample(torch.zeros(20000, 4), torch.zeros(20000, 1), noise)
     assert torch.allclose(z.mean(0), torch.tensor([0.2, 0.5, 0.3]), atol=0.01)
-    assert torch.equal(latent.mode(torch.zeros(2, 4)), torch.tensor([[0.0, 1.0, 0.0]] * 2))
+    assert torch.equal(latent.mode(torch.zeros(2, 4), torch.zeros(2, 1)), torch.tensor([[0.0, 1.0, 0.0]] * 2))
 
 
 def test_risk_measures_against_hand_computed_values():
@@ -186,7 +203,7 @@ class Cliff(Predictor):
         super().__init__(PredictorConfig(hidden=4, layers=1, latent="discrete", latent_dim=2), 1, 1)
 
     def forward(self, s, a, z=None):
-        z = self.latent.mode(s) if z is None else z
+        z = self.latent.mode(s, a) if z is None else z
         fall = (z[..., 1:] > 0.5) & (a > 0)
         return torch.where(fall, torch.full_like(s, -1.0), s + a / 2)
 

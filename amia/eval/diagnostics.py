@@ -84,7 +84,7 @@ def latent_report(model: JEPA, s: torch.Tensor, a: torch.Tensor, nxt: torch.Tens
            "latent_energy_gap_ratio": gap / max(float((nxt - shuffled).pow(2).mean()), 1e-12)}
     if latent.kind == "discrete":
         e = (latent.candidates(model.predictor, s, a) - nxt[:, None]).pow(2).mean(-1)
-        e = e - beta * torch.log_softmax(latent.prior_params(s), -1)
+        e = e - beta * torch.log_softmax(latent.prior_params(s, a), -1)
         freq = torch.bincount(e.argmin(1), minlength=latent.dim).double() / e.shape[0]
         out["latent_usage_entropy"] = float(-(freq * freq.clamp_min(1e-12).log()).sum())
     return out

@@ -8,16 +8,18 @@ could encode the whole next state and the energy would say nothing about the wor
 
 Kinds (``PredictorConfig.latent``):
 
-- ``discrete``: ``z`` takes one of ``k`` values (one-hot); every value is tried. ``R(z | s) = -log p(z | s)`` with
-  ``p`` a softmax whose logits are predicted from the state: ``p ~ exp(-R)`` is the Gibbs distribution of
-  Sec. 4.8, and it holds the outcomes' frequencies. ``k`` bounds the information to ``log k`` nats per step.
-  Training weighs the values by an amortised posterior ``q(z | s, s')`` (a small classifier of the transition):
-  the loss ``sum_z q(z) E(z) + beta KL(q || p)`` is the variational free energy, and its minimum over ``q`` is
-  the soft minimum ``-beta log sum_z p(z | s) exp(-E(z) / beta)``. A hard minimum from the start lets one value
-  win every transition and the others never learn; the classifier lets values specialise on the outcomes it
-  tells apart.
+- ``discrete``: ``z`` takes one of ``k`` values (one-hot); every value is tried. ``R(z | s, a) = -log p(z | s, a)``
+  with ``p`` a softmax whose logits are predicted from the state and the action (the action decides, e.g., whether
+  the agent steps into a gust): ``p ~ exp(-R)`` is the Gibbs distribution of Sec. 4.8, and it holds the outcomes'
+  frequencies. ``k`` bounds the information to ``log k`` nats per step. Training takes, per transition, the value of
+  least free energy ``E(z) + beta R(z)`` (direct minimisation over ``z``); that value learns from the transition
+  with weight ``1 - RELAX`` and every other value with ``RELAX / (k - 1)`` ("relaxed winner-take-all"). The small
+  share keeps every value learning from the data (Adam scales each value's own weights, so even a tiny share moves
+  them), so that a value which starts far off still comes to win the outcomes nearest to it; a plain minimum can let
+  one value win everything. ``RELAX`` is small because it also pulls each value towards the outcomes it does not
+  win. The prior learns, by cross-entropy, how often each value wins.
 - ``gaussian``: continuous low-dimensional ``z`` inferred by an amortised encoder ``q(s, s')`` with noise;
-  ``R`` is the KL divergence from ``q`` to a Gaussian prior ``N(mu(s), sigma(s))`` (noise as the regulariser).
+  ``R`` is the KL divergence from ``q`` to a Gaussian prior ``N(mu(s, a), sigma(s, a))`` (noise as the regulariser).
 - ``free``: continuous ``z`` from the amortised encoder, no noise, no ``R`` in the objective (the control that
   shows why ``R`` matters); a Gaussian prior is fitted to the inferred ``z`` only so that a planner can sample.
 """
@@ -34,6 +36,7 @@ from amia.models.layers import mlp
 
 LATENTS = ("none", "discrete", "gaussian", "free")
 _LOG_2PI = math.log(2 * math.pi)
+RELAX = 0.001
 
 
 def gaussian_kl(mu: torch.Tensor, log_std: torch.Tensor, p_mu: torch.Tensor, p_log_std: torch.Tensor) -> torch.Tensor:
@@ -48,26 +51,27 @@ def gaussian_nll(z: torch.Tensor, mu: torch.Tensor, log_std: torch.Tensor) -> to
 
 
 class Latent(nn.Module):
-    """The latent of one predictor: inference of ``z`` in training, ``R(z | s)``, and sampling from the prior.
+    """The latent of one predictor: inference of ``z`` in training, ``R(z | s, a)``, and sampling from the prior.
 
     ``dim`` is the number of values ``k`` (discrete) or the dimension of ``z`` (gaussian, free); ``width`` is
-    what the predictor takes (``k`` one-hot entries, or ``dim`` numbers). The prior and the encoder of ``z``
-    read states through ``detach``: they describe the representation, they do not shape it.
+    what the predictor takes (``k`` one-hot entries, or ``dim`` numbers). The prior reads the state and the
+    action, the encoder of ``z`` (continuous kinds) the transition; both read states through ``detach``: they
+    describe the representation, they do not shape it.
     """
 
-    def __init__(self, kind: str, dim: int, state_dim: int, hidden: int = 256):
+    def __init__(self, kind: str, dim: int, state_dim: int, action_dim: int, hidden: int = 256):
         super().__init__()
         if kind not in LATENTS[1:]:
             raise ValueError(f"latent kind must be one of {LATENTS[1:]}, got {kind!r}")
         if dim < 1:
             raise ValueError(f"a {kind} latent needs dim >= 1, got {dim}")
         self.kind, self.dim, self.width = kind, dim, dim
-        self.prior = mlp([state_dim, hidden, hidden, dim if kind == "discrete" else 2 * dim])
-        self.infer = mlp([2 * state_dim, hidden, hidden, 2 * dim if kind == "gaussian" else dim])
+        self.prior = mlp([state_dim + action_dim, hidden, hidden, dim if kind == "discrete" else 2 * dim])
+        self.infer = None if kind == "discrete" else mlp([2 * state_dim, hidden, hidden, 2 * dim if kind == "gaussian" else dim])
 
-    def prior_params(self, s: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Logits ``(..., k)`` (discrete) or ``(mu, log_std)`` each ``(..., dim)`` of ``p(z | s)``."""
-        out = self.prior(s.detach())
+    def prior_params(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Logits ``(..., k)`` (discrete) or ``(mu, log_std)`` each ``(..., dim)`` of ``p(z | s, a)``."""
+        out = self.prior(torch.cat([s.detach(), a], dim=-1))
         if self.kind == "discrete":
             return out
         mu, log_std = out.chunk(2, dim=-1)
@@ -77,22 +81,22 @@ class Latent(nn.Module):
              beta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One training step of the free energy: ``(prediction (B, D), E (B,), R (B,))``; the loss is ``E + beta R``.
 
-        discrete: every value is tried; ``E`` is the energy expected under the posterior ``q(z | s, s')`` and
-        ``R = KL(q || p)`` (every value learns from the transitions ``q`` gives it, the prior learns their
-        frequencies); the prediction is that of ``q``'s most likely value. gaussian: ``z`` sampled from ``q(s, s')``,
-        ``R`` its KL to the prior; free: ``z = q(s, s')``, ``R`` the prior's fit to it (which trains only the prior).
+        discrete: ``z*`` is the value of least ``E + beta R`` (no gradient through the choice); ``E`` is the relaxed
+        winner-take-all energy ``(1 - RELAX) E(z*) + RELAX mean_{z != z*} E(z)`` and ``R = -log p(z* | s, a)`` (the
+        prior's cross-entropy); the prediction is that of ``z*``. gaussian: ``z`` sampled from ``q(s, s')``, ``R``
+        its KL to the prior; free: ``z = q(s, s')``, ``R`` the prior's fit to it (which trains only the prior).
         """
         if self.kind == "discrete":
             cand = self.candidates(predictor, s, a)
             energy = (cand - target[:, None]).pow(2).mean(-1)  # (B, k)
-            log_prior = F.log_softmax(self.prior_params(s), dim=-1)
-            post = F.softmax(self.infer(torch.cat([s, target - s], dim=-1).detach()), dim=-1)
+            log_prior = F.log_softmax(self.prior_params(s, a), dim=-1)
+            best = (energy - beta * log_prior).detach().argmin(1)
             rows = torch.arange(s.shape[0], device=s.device)
-            best = post.argmax(1)
-            reg = (post * (post.clamp_min(1e-12).log() - log_prior)).sum(1)  # KL(q || p)
-            return cand[rows, best], (post * energy).sum(1), reg
+            won = F.one_hot(best, self.dim).to(energy.dtype)
+            weights = won * (1 - RELAX) + (1 - won) * (RELAX / (self.dim - 1)) if self.dim > 1 else won
+            return cand[rows, best], (weights * energy).sum(1), -log_prior[rows, best]
         q = self.infer(torch.cat([s, target], dim=-1).detach())
-        p_mu, p_log_std = self.prior_params(s)
+        p_mu, p_log_std = self.prior_params(s, a)
         if self.kind == "gaussian":
             mu, log_std = q.chunk(2, dim=-1)
             log_std = log_std.clamp(-5.0, 2.0)
@@ -112,10 +116,10 @@ class Latent(nn.Module):
         with torch.no_grad():
             if self.kind == "discrete":
                 energy = (self.candidates(predictor, s, a) - target[:, None]).pow(2).mean(-1)
-                return (energy - beta * F.log_softmax(self.prior_params(s), dim=-1)).min(1).values
+                return (energy - beta * F.log_softmax(self.prior_params(s, a), dim=-1)).min(1).values
             q = self.infer(torch.cat([s, target], dim=-1))
             z0 = q.chunk(2, dim=-1)[0] if self.kind == "gaussian" else q
-            p_mu, p_log_std = self.prior_params(s)
+            p_mu, p_log_std = self.prior_params(s, a)
         weight = 0.0 if self.kind == "free" else beta
 
         def energy_of(z: torch.Tensor) -> torch.Tensor:
@@ -147,29 +151,31 @@ class Latent(nn.Module):
             return torch.rand(shape, generator=generator, device=device)
         return torch.randn((*shape, self.dim), generator=generator, device=device)
 
-    def sample(self, s: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """``z ~ p(z | s)`` for states ``(..., D)`` from ``noise`` (``noise()``): one-hot ``(..., k)`` or ``(..., dim)``."""
+    def sample(self, s: torch.Tensor, a: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """``z ~ p(z | s, a)`` for states ``(..., D)`` and actions ``(..., A)`` from ``noise`` (``noise()``): one-hot
+        ``(..., k)`` or ``(..., dim)``."""
         if self.kind == "discrete":
-            cdf = F.softmax(self.prior_params(s), dim=-1).cumsum(-1)
+            cdf = F.softmax(self.prior_params(s, a), dim=-1).cumsum(-1)
             idx = (cdf < noise[..., None]).sum(-1).clamp(max=self.dim - 1)
             return F.one_hot(idx, self.dim).to(s.dtype)
-        mu, log_std = self.prior_params(s)
+        mu, log_std = self.prior_params(s, a)
         return mu + log_std.exp() * noise
 
-    def mode(self, s: torch.Tensor) -> torch.Tensor:
-        """The prior's most likely ``z`` for states ``(..., D)``."""
+    def mode(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """The prior's most likely ``z`` for states ``(..., D)`` and actions ``(..., A)``."""
         if self.kind == "discrete":
-            return F.one_hot(self.prior_params(s).argmax(-1), self.dim).to(s.dtype)
-        return self.prior_params(s)[0]
+            return F.one_hot(self.prior_params(s, a).argmax(-1), self.dim).to(s.dtype)
+        return self.prior_params(s, a)[0]
 
-    def values(self, s: torch.Tensor, count: int, generator: torch.Generator | None) -> torch.Tensor:
+    def values(self, s: torch.Tensor, a: torch.Tensor, count: int, generator: torch.Generator | None) -> torch.Tensor:
         """Candidate latents ``(..., C, width)`` for an adversary: every value (discrete, ``C = k``) or ``count``
         samples of the prior (continuous)."""
         if self.kind == "discrete":
             codes = torch.eye(self.dim, device=s.device, dtype=s.dtype)
             return codes.expand(*s.shape[:-1], self.dim, self.dim)
-        eps = torch.randn((*s.shape[:-1], count, self.dim), generator=generator, device=s.device)
-        return self.sample(s[..., None, :].expand(*s.shape[:-1], count, s.shape[-1]), eps)
+        lead = (*s.shape[:-1], count)
+        eps = torch.randn((*lead, self.dim), generator=generator, device=s.device)
+        return self.sample(s[..., None, :].expand(*lead, s.shape[-1]), a[..., None, :].expand(*lead, a.shape[-1]), eps)
 
 
-__all__ = ["LATENTS", "Latent", "gaussian_kl", "gaussian_nll"]
+__all__ = ["LATENTS", "RELAX", "Latent", "gaussian_kl", "gaussian_nll"]

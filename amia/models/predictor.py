@@ -48,13 +48,13 @@ class Predictor(nn.Module):
     def __init__(self, cfg: PredictorConfig, state_dim: int, action_dim: int):
         super().__init__()
         self.cfg, self.state_dim, self.action_dim = cfg, state_dim, action_dim
-        self.latent = Latent(cfg.latent, cfg.latent_dim, state_dim) if cfg.latent != "none" else None
+        self.latent = Latent(cfg.latent, cfg.latent_dim, state_dim, action_dim) if cfg.latent != "none" else None
         self.net = mlp([state_dim + action_dim + cfg.latent_dim] + [cfg.hidden] * cfg.layers + [state_dim])
 
     def forward(self, s: torch.Tensor, a: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         parts = [s, a]
         if self.latent is not None:
-            parts.append(z if z is not None else self.latent.mode(s))
+            parts.append(z if z is not None else self.latent.mode(s, a))
         return s + self.net(torch.cat(parts, dim=-1))
 
     def _check(self, s0: torch.Tensor, actions: torch.Tensor) -> None:
@@ -73,7 +73,7 @@ class Predictor(nn.Module):
 
     def sample_rollout(self, s0: torch.Tensor, actions: torch.Tensor, futures: int,
                        generator: torch.Generator | None = None) -> torch.Tensor:
-        """``futures`` rollouts ``(B, K, T, D)`` with ``z[t] ~ p(z | s[t])`` drawn step by step (Sec. 4.8)."""
+        """``futures`` rollouts ``(B, K, T, D)`` with ``z[t] ~ p(z | s[t], a[t])`` drawn step by step (Sec. 4.8)."""
         self._check(s0, actions)
         if self.latent is None:
             return self.rollout(s0, actions)[:, None].expand(-1, futures, -1, -1)
@@ -81,7 +81,7 @@ class Predictor(nn.Module):
         noise = self.latent.noise((b, futures, t_len), generator, s0.device)
         s, a, out = s0[:, None].expand(b, futures, -1), actions[:, None].expand(b, futures, -1, -1), []
         for t in range(t_len):
-            s = self(s, a[:, :, t], self.latent.sample(s, noise[:, :, t]))
+            s = self(s, a[:, :, t], self.latent.sample(s, a[:, :, t], noise[:, :, t]))
             out.append(s)
         return torch.stack(out, dim=2)
 
@@ -96,7 +96,7 @@ class Predictor(nn.Module):
         out, s = [], s0
         rows = torch.arange(s0.shape[0], device=s0.device)
         for t in range(actions.shape[1]):
-            z = self.latent.values(s, candidates, generator)  # (B, C, Z)
+            z = self.latent.values(s, actions[:, t], candidates, generator)  # (B, C, Z)
             c = z.shape[1]
             nxt = self(s[:, None].expand(-1, c, -1), actions[:, t, None].expand(-1, c, -1), z)
             with torch.no_grad():
