@@ -31,14 +31,16 @@ def fixed_prior(latent: Latent, probs: list[float]) -> None:
 
 
 @pytest.mark.parametrize("target, best, energy, prior", [
-    # target +1: E = (0, 2); E + R = (0 - log .3, 2 - log .7) = (1.20, 2.36): the energy decides, z* = 0
+    # target +1: E = (0, 2): z* = 0
     ([1.0, 0.0], 0, (1 - RELAX) * 0.0 + RELAX * 2.0, 0.3),
-    # target +0.2: E = (0.32, 0.72); E + R = (1.52, 1.08): the prior tips the choice to z* = 1
-    ([0.2, 0.0], 1, (1 - RELAX) * 0.72 + RELAX * 0.32, 0.7),
+    # target +0.2: E = (0.32, 0.72): z* = 0, although z = 1 has the least E + R (1.08 against 1.52)
+    ([0.2, 0.0], 0, (1 - RELAX) * 0.32 + RELAX * 0.72, 0.3),
+    # target -1: E = (2, 0): z* = 1
+    ([-1.0, 0.0], 1, (1 - RELAX) * 0.0 + RELAX * 2.0, 0.7),
 ])
-def test_discrete_step_takes_the_value_of_least_free_energy(target, best, energy, prior):
-    """Relaxed winner-take-all: ``z* = argmin E + beta R``, the energy weighs ``z*`` by ``1 - RELAX`` and the other
-    value by ``RELAX``, and ``R = -log p(z* | s, a)``."""
+def test_discrete_step_takes_the_value_of_least_energy(target, best, energy, prior):
+    """Relaxed winner-take-all: ``z* = argmin E`` (the prior does not vote), the energy weighs ``z*`` by
+    ``1 - RELAX`` and the other value by ``RELAX``, and ``R = -log p(z* | s, a)``."""
     moves = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])
     pred = Shift(moves)
     fixed_prior(pred.latent, [0.3, 0.7])

@@ -12,7 +12,7 @@ Kinds (``PredictorConfig.latent``):
   with ``p`` a softmax whose logits are predicted from the state and the action (the action decides, e.g., whether
   the agent steps into a gust): ``p ~ exp(-R)`` is the Gibbs distribution of Sec. 4.8, and it holds the outcomes'
   frequencies. ``k`` bounds the information to ``log k`` nats per step. Training takes, per transition, the value of
-  least free energy ``E(z) + beta R(z)`` (direct minimisation over ``z``); that value learns from the transition
+  least energy (direct minimisation over ``z``, the best value per sample); that value learns from the transition
   with weight ``1 - RELAX`` and every other value with ``RELAX / (k - 1)`` ("relaxed winner-take-all"). The small
   share keeps every value learning from the data (Adam scales each value's own weights, so even a tiny share moves
   them), so that a value which starts far off still comes to win the outcomes nearest to it; a plain minimum can let
@@ -81,7 +81,8 @@ class Latent(nn.Module):
              beta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One training step of the free energy: ``(prediction (B, D), E (B,), R (B,))``; the loss is ``E + beta R``.
 
-        discrete: ``z*`` is the value of least ``E + beta R`` (no gradient through the choice); ``E`` is the relaxed
+        discrete: ``z*`` is the value of least ``E`` (no gradient through the choice; weighing ``R`` in too would
+        let a confident prior keep choosing its favourite, so that one value wins everything); ``E`` is the relaxed
         winner-take-all energy ``(1 - RELAX) E(z*) + RELAX mean_{z != z*} E(z)`` and ``R = -log p(z* | s, a)`` (the
         prior's cross-entropy); the prediction is that of ``z*``. gaussian: ``z`` sampled from ``q(s, s')``, ``R``
         its KL to the prior; free: ``z = q(s, s')``, ``R`` the prior's fit to it (which trains only the prior).
@@ -90,7 +91,7 @@ class Latent(nn.Module):
             cand = self.candidates(predictor, s, a)
             energy = (cand - target[:, None]).pow(2).mean(-1)  # (B, k)
             log_prior = F.log_softmax(self.prior_params(s, a), dim=-1)
-            best = (energy - beta * log_prior).detach().argmin(1)
+            best = energy.detach().argmin(1)
             rows = torch.arange(s.shape[0], device=s.device)
             won = F.one_hot(best, self.dim).to(energy.dtype)
             weights = won * (1 - RELAX) + (1 - won) * (RELAX / (self.dim - 1)) if self.dim > 1 else won
