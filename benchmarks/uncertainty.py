@@ -13,9 +13,12 @@ a world is collected once and shared by its variants):
 
 Measures:
 
-1. *Several futures* (gust): on ``--cases`` held-out transitions into the gust band (seeded by ``--seed``), the
-   prior's ``--samples`` one-step futures read by the run's position probe: ``coverage`` is the fraction of true
-   outcomes (``amia.envs.outcomes.true_outcomes``) with a sample within 3 px; ``frequency_error`` the mean over
+1. *Several futures* (gust): on ``--cases`` held-out transitions that end in the gust band (``gust_cases``, seeded
+   by ``--seed``), the prior's ``--samples`` one-step futures read by the run's position probe: ``coverage`` is the
+   fraction of true outcomes (``amia.envs.outcomes.true_outcomes``) with a sample within 3 px;
+   ``coverage_of_encoded_outcomes`` the same against the probe's reading of the encoded true outcome frames (what
+   a perfect predictor would give: it separates the latent's error from the probe's, reported as
+   ``probe_error_on_outcomes_px``); ``frequency_error`` the mean over
    cases of ``|share of samples nearest the down outcome - its probability|``; ``deterministic_distance_px`` the
    mean distance from the deterministic predictor's prediction to the nearest true outcome.
 2. *R(z) matters*: ``gap_with_rz`` / ``gap_without_rz`` are the runs' ``latent_energy_gap_ratio`` (training
@@ -108,16 +111,33 @@ def ensure_run(name: str, runs: Path, progress: bool = True) -> dict:
 
 
 def gust_cases(n: int, seed: int):
-    """Held-out transitions into the gust band: a world at ``n`` start states just left of it, and actions that
-    carry the agent in (pushes of 10 px up or down stay clear of the borders)."""
+    """Held-out transitions whose next state is uncertain: ``n`` states (seeded, apart from the data) and uniform
+    random actions (like the data's) such that the agent's own move ends inside the gust band, with y clear of
+    the borders by more than a push."""
     from amia.envs import make_world
 
     rng = np.random.default_rng([seed, 31])
-    world = make_world("amia/Gust-v0", n)
-    start = np.stack([rng.uniform(26.0, 27.5, n), rng.uniform(15.0, 49.0, n)], 1)
-    world.set_state(start)
-    action = np.stack([np.full(n, 2.45), rng.uniform(-1.0, 1.0, n)], 1)
-    return world, action
+    world = make_world("amia/Gust-v0", 8 * n)
+    lo, hi = world.spec.band
+    step = world.spec.max_step
+    world.set_state(np.stack([rng.uniform(lo - step, hi, 8 * n), rng.uniform(15.0, 49.0, 8 * n)], 1))
+    action = rng.uniform(-step, step, (8 * n, 2))
+    _, probs = world.outcomes(action)
+    keep = np.flatnonzero(probs[:, 1] > 0)[:n]
+    if keep.size < n:
+        raise RuntimeError(f"drew only {keep.size} of {n} transitions into the gust band")
+    cases = make_world("amia/Gust-v0", n)
+    cases.set_state(world.state[keep])
+    return cases, action[keep]
+
+
+def encoded_outcomes(model, probe, world, outcomes: np.ndarray) -> np.ndarray:
+    """The true outcomes ``(N, 2, 2)`` as the probe reads their encoded frames: what a perfect predictor would give."""
+    out = []
+    for k in range(outcomes.shape[1]):
+        world.set_state(outcomes[:, k, :2])
+        out.append(probe(model.encoder(torch.from_numpy(world.render()))).numpy()[:, :2])
+    return np.stack(out, 1)
 
 
 @torch.no_grad()
@@ -128,7 +148,7 @@ def several_futures(runs: Path, cases: int, samples: int, seed: int) -> dict:
 
     world, action = gust_cases(cases, seed)
     outcomes, probs = true_outcomes(world, action)  # (N, 2, 2), (N, 2)
-    frames = torch.from_numpy(world.render())
+    frames, start = torch.from_numpy(world.render()), world.state
     a = torch.from_numpy(action).float()
     out = {}
     for name in ("gust", "gust_none"):
@@ -144,7 +164,12 @@ def several_futures(runs: Path, cases: int, samples: int, seed: int) -> dict:
             real = probs > 0
             covered = (dist.min(1) < 3.0) & real
             nearest_down = (dist.argmin(-1) == 0).mean(1)
+            read = encoded_outcomes(model, probe, world, outcomes)
+            world.set_state(start)
+            dist_read = np.linalg.norm(pos[:, :, None] - read[:, None], axis=-1)
             out.update(coverage=float(covered.sum() / real.sum()),
+                       coverage_of_encoded_outcomes=float(((dist_read.min(1) < 3.0) & real).sum() / real.sum()),
+                       probe_error_on_outcomes_px=float(np.linalg.norm(read - outcomes[..., :2], axis=-1)[real].mean()),
                        frequency_error=float(np.abs(nearest_down - probs[:, 0]).mean()),
                        sampled_down_share=float(nearest_down.mean()), true_down_share=float(probs[:, 0].mean()),
                        mean_nearest_sample_px=float(dist.min(1)[real].mean()))

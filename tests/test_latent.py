@@ -50,6 +50,21 @@ def test_discrete_step_takes_the_value_of_least_energy(target, best, energy, pri
     assert e.item() == pytest.approx(energy, rel=1e-5) and r.item() == pytest.approx(-math.log(prior), rel=1e-5)
 
 
+def test_discrete_z_is_inferred_from_the_observed_transition_not_the_rollout():
+    """In a rollout the prediction starts from the previous prediction (here at x = 5) while the encoded state is at
+    x = 0 and the next one at x = 1: z* = 0 (the move +1) explains the transition, although z = 1 (-1) would pull
+    the drifted prediction closer to the target."""
+    moves = torch.tensor([[1.0, 0.0], [-1.0, 0.0]])
+    pred = Shift(moves)
+    fixed_prior(pred.latent, [0.5, 0.5])
+    rolled, observed, target, a = torch.tensor([[5.0, 0.0]]), torch.zeros(1, 2), torch.tensor([[1.0, 0.0]]), torch.zeros(1, 1)
+    out, e, _ = pred.latent.step(pred, rolled, a, target, beta=1.0, observed=observed)
+    assert torch.allclose(out, torch.tensor([[6.0, 0.0]]))
+    assert e.item() == pytest.approx((1 - RELAX) * 12.5 + RELAX * 4.5, rel=1e-5)
+    out, _, _ = pred.latent.step(pred, rolled, a, target, beta=1.0)  # without it: the best value from the rollout
+    assert torch.allclose(out, torch.tensor([[4.0, 0.0]]))
+
+
 def test_prior_reads_the_action():
     """The same state with two actions: the prior can give each its own outcome frequencies (the action decides
     whether the agent steps into the randomness)."""

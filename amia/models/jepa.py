@@ -110,12 +110,12 @@ class JEPA(nn.Module):
         return terms
 
     def free_energy_rollout(self, s: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The energy and ``R(z)`` (means) of a rollout from ``s[:, 0]`` in which every step takes the ``z`` of
-        least free energy against the encoded next state (Sec. 4.5; ``amia.models.latent``)."""
+        """The energy and ``R(z)`` (means) of a rollout from ``s[:, 0]`` in which every step takes the ``z`` inferred
+        from the encoded transition ``(s[:, t], s[:, t + 1])`` (Sec. 4.5; ``amia.models.latent``)."""
         beta, latent = self.cfg.predictor.latent_weight, self.predictor.latent
         state, energy, reg = s[:, 0], [], []
         for t in range(actions.shape[1]):
-            state, e, r = latent.step(self.predictor, state, actions[:, t], s[:, t + 1], beta)
+            state, e, r = latent.step(self.predictor, state, actions[:, t], s[:, t + 1], beta, observed=s[:, t])
             energy.append(e)
             reg.append(r)
         return torch.stack(energy).mean(), torch.stack(reg).mean()

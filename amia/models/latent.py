@@ -12,12 +12,12 @@ Kinds (``PredictorConfig.latent``):
   with ``p`` a softmax whose logits are predicted from the state and the action (the action decides, e.g., whether
   the agent steps into a gust): ``p ~ exp(-R)`` is the Gibbs distribution of Sec. 4.8, and it holds the outcomes'
   frequencies. ``k`` bounds the information to ``log k`` nats per step. Training takes, per transition, the value of
-  least energy (direct minimisation over ``z``, the best value per sample); that value learns from the transition
-  with weight ``1 - RELAX`` and every other value with ``RELAX / (k - 1)`` ("relaxed winner-take-all"). The small
-  share keeps every value learning from the data (Adam scales each value's own weights, so even a tiny share moves
-  them), so that a value which starts far off still comes to win the outcomes nearest to it; a plain minimum can let
-  one value win everything. ``RELAX`` is small because it also pulls each value towards the outcomes it does not
-  win. The prior learns, by cross-entropy, how often each value wins.
+  least one-step energy from the encoded state (direct minimisation over ``z``, the best value per sample); that
+  value learns from the transition with weight ``1 - RELAX`` and every other value with ``RELAX / (k - 1)``
+  ("relaxed winner-take-all"). The small share keeps every value learning from the data (Adam scales each value's
+  own weights, so even a tiny share moves them), so that a value which starts far off still comes to win the
+  outcomes nearest to it; a plain minimum can let one value win everything. ``RELAX`` is small because it also pulls
+  each value towards the outcomes it does not win. The prior learns, by cross-entropy, how often each value wins.
 - ``gaussian``: continuous low-dimensional ``z`` inferred by an amortised encoder ``q(s, s')`` with noise;
   ``R`` is the KL divergence from ``q`` to a Gaussian prior ``N(mu(s, a), sigma(s, a))`` (noise as the regulariser).
 - ``free``: continuous ``z`` from the amortised encoder, no noise, no ``R`` in the objective (the control that
@@ -77,27 +77,38 @@ class Latent(nn.Module):
         mu, log_std = out.chunk(2, dim=-1)
         return mu, log_std.clamp(-5.0, 2.0)
 
-    def step(self, predictor: nn.Module, s: torch.Tensor, a: torch.Tensor, target: torch.Tensor,
-             beta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def step(self, predictor: nn.Module, s: torch.Tensor, a: torch.Tensor, target: torch.Tensor, beta: float,
+             observed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One training step of the free energy: ``(prediction (B, D), E (B,), R (B,))``; the loss is ``E + beta R``.
 
-        discrete: ``z*`` is the value of least ``E`` (no gradient through the choice; weighing ``R`` in too would
-        let a confident prior keep choosing its favourite, so that one value wins everything); ``E`` is the relaxed
-        winner-take-all energy ``(1 - RELAX) E(z*) + RELAX mean_{z != z*} E(z)`` and ``R = -log p(z* | s, a)`` (the
-        prior's cross-entropy); the prediction is that of ``z*``. gaussian: ``z`` sampled from ``q(s, s')``, ``R``
-        its KL to the prior; free: ``z = q(s, s')``, ``R`` the prior's fit to it (which trains only the prior).
+        ``s`` is the state the prediction starts from (in a rollout, the previous prediction); ``observed`` the
+        encoded state at the same step (default ``s``), from which ``z`` is inferred together with ``target``: the
+        latent explains what happened in the transition ``(observed, target)``, not the rollout's drift.
+
+        discrete: ``z*`` is the value of least one-step energy from ``observed`` (no gradient through the choice;
+        weighing ``R`` in too would let a confident prior keep choosing its favourite, so that one value wins
+        everything); ``E`` is the relaxed winner-take-all energy of the prediction from ``s``, ``(1 - RELAX)
+        E(z*) + RELAX mean_{z != z*} E(z)``, and ``R = -log p(z* | observed, a)`` (the prior's cross-entropy); the
+        prediction is that of ``z*``. gaussian: ``z`` sampled from ``q(observed, target)``, ``R`` its KL to the
+        prior; free: ``z = q(observed, target)``, ``R`` the prior's fit to it (which trains only the prior).
         """
+        observed = s if observed is None else observed
         if self.kind == "discrete":
             cand = self.candidates(predictor, s, a)
             energy = (cand - target[:, None]).pow(2).mean(-1)  # (B, k)
-            log_prior = F.log_softmax(self.prior_params(s, a), dim=-1)
-            best = energy.detach().argmin(1)
+            with torch.no_grad():
+                if observed is not s:
+                    energy_observed = (self.candidates(predictor, observed, a) - target[:, None]).pow(2).mean(-1)
+                else:
+                    energy_observed = energy
+                best = energy_observed.argmin(1)
+            log_prior = F.log_softmax(self.prior_params(observed, a), dim=-1)
             rows = torch.arange(s.shape[0], device=s.device)
             won = F.one_hot(best, self.dim).to(energy.dtype)
             weights = won * (1 - RELAX) + (1 - won) * (RELAX / (self.dim - 1)) if self.dim > 1 else won
             return cand[rows, best], (weights * energy).sum(1), -log_prior[rows, best]
-        q = self.infer(torch.cat([s, target], dim=-1).detach())
-        p_mu, p_log_std = self.prior_params(s, a)
+        q = self.infer(torch.cat([observed, target], dim=-1).detach())
+        p_mu, p_log_std = self.prior_params(observed, a)
         if self.kind == "gaussian":
             mu, log_std = q.chunk(2, dim=-1)
             log_std = log_std.clamp(-5.0, 2.0)
