@@ -123,8 +123,14 @@ def test_discrete_latent_learns_both_outcomes_and_their_frequencies():
         moves = torch.stack([pred(s, a, torch.eye(2)[i].expand(500, 2)) - s for i in range(2)], 1)  # (N, 2, 2)
         probs = torch.softmax(pred.latent.prior_params(s, a), -1)
     right = moves[:, :, 0].mean(0).argmax()  # the value that moves right
-    assert torch.allclose(moves[:, right], torch.tensor([1.0, 0.0]), atol=0.1)
-    assert torch.allclose(moves[:, 1 - right], torch.tensor([-1.0, 0.0]), atol=0.1)
+    # relaxed winner-take-all's fixed point: each value is the weighted mean of the outcome it wins (weight
+    # 1 - RELAX) and the one it loses (RELAX); with these frequencies (.7, .3)
+    e = RELAX
+    fixed_right = (0.7 * (1 - e) - 0.3 * e) / (0.7 * (1 - e) + 0.3 * e)
+    fixed_left = (0.7 * e - 0.3 * (1 - e)) / (0.7 * e + 0.3 * (1 - e))
+    assert torch.allclose(moves[:, right].mean(0), torch.tensor([fixed_right, 0.0]), atol=0.03)
+    assert torch.allclose(moves[:, 1 - right].mean(0), torch.tensor([fixed_left, 0.0]), atol=0.03)
+    assert moves[:, :, 0].std(0).max().item() < 0.05  # the same move from every state
     assert probs[:, right].mean().item() == pytest.approx(0.7, abs=0.05)
     # sampled futures reproduce the frequencies
     futures = pred.sample_rollout(s[:50], a[:50, None], 400, torch.Generator().manual_seed(2))[:, :, 0]
