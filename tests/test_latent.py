@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from amia.models.latent import RELAX, Latent, gaussian_kl, gaussian_nll
+from amia.models.latent import RELAX, Latent, gaussian_kl, gaussian_nll, sparsity_ramp
 from amia.models.predictor import Predictor, PredictorConfig
 from amia.planning.uncertainty import UncertaintyConfig, risk_measure, uncertain_planning
 
@@ -63,6 +63,60 @@ def test_discrete_z_is_inferred_from_the_observed_transition_not_the_rollout():
     assert e.item() == pytest.approx((1 - RELAX) * 12.5 + RELAX * 4.5, rel=1e-5)
     out, _, _ = pred.latent.step(pred, rolled, a, target, beta=1.0)  # without it: the best value from the rollout
     assert torch.allclose(out, torch.tensor([[4.0, 0.0]]))
+
+
+def test_sparsity_charges_every_value_but_the_first():
+    """Moves (0, +1, -1) for z = (0, 1, 2); target +0.8: E = (0.32, 0.02, 1.62). Without sparsity z* = 1; a cost
+    of 0.5 on z != 0 makes "nothing random happened" (z = 0) the cheaper explanation: E + 0.5 [z != 0] =
+    (0.32, 0.52, 2.12). The free energy charges the same."""
+    moves = torch.tensor([[0.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])
+    pred = Shift(moves)
+    fixed_prior(pred.latent, [1 / 3] * 3)
+    s, a, target = torch.zeros(1, 2), torch.zeros(1, 1), torch.tensor([[0.8, 0.0]])
+    assert torch.allclose(pred.latent.step(pred, s, a, target, beta=0.1)[0], moves[1:2])
+    out, e, _ = pred.latent.step(pred, s, a, target, beta=0.1, sparsity=0.5)
+    assert torch.allclose(out, moves[0:1])
+    assert e.item() == pytest.approx((1 - RELAX) * 0.32 + RELAX / 2 * (0.02 + 1.62), rel=1e-5)
+    f = pred.latent.free_energy(pred, s, a, target, 0.1, sparsity=0.5).item()
+    assert f == pytest.approx(0.32 + 0.1 * math.log(3), rel=1e-5)
+    assert pred.latent.free_energy(pred, s, a, target, 0.1).item() == pytest.approx(0.02 + 0.1 * math.log(3), rel=1e-5)
+
+
+def test_sparsity_ramps_in_after_a_fifth_of_training():
+    assert [sparsity_ramp(p) for p in (0.0, 0.2, 0.35, 0.5, 1.0)] == pytest.approx([0.0, 0.0, 0.5, 1.0, 1.0])
+
+
+def test_sparse_latent_keeps_value_zero_where_the_world_is_certain():
+    """Right of x = 0 the next state is one step right (p .7) or left (.3); left of it nothing moves. With
+    sparsity the prior puts value 0 where nothing random happens, and samples both outcomes with their
+    frequencies where something does."""
+    torch.manual_seed(0)
+    cfg = PredictorConfig(hidden=64, layers=2, latent="discrete", latent_dim=3, latent_weight=0.1, latent_sparsity=0.05)
+    pred = Predictor(cfg, 2, 1)
+    opt = torch.optim.Adam(pred.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(1)
+    steps = 600
+    for i in range(steps):
+        s, a, nxt = two_outcome_batch(256, g)
+        nxt = torch.where(s[:, :1] > 0, nxt, s)
+        _, e, r = pred.latent.step(pred, s, a, nxt, 0.1, sparsity=0.05 * sparsity_ramp(i / steps))
+        loss = e.mean() + 0.1 * r.mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    pred.eval()
+    s = torch.randn(2000, 2, generator=torch.Generator().manual_seed(5))
+    a = torch.zeros(2000, 1)
+    with torch.no_grad():
+        probs = torch.softmax(pred.latent.prior_params(s, a), -1)
+        futures = pred.sample_rollout(s, a[:, None], 64, torch.Generator().manual_seed(2))[:, :, 0] - s[:, None]
+    certain = s[:, 0] < -0.3
+    assert probs[certain, 0].mean().item() > 0.9
+    assert futures[certain].abs().max(-1).values.median().item() < 0.1  # sampled futures stay put
+    random = s[:, 0] > 0.3
+    went_right = (futures[random][..., 0] > 0.5).float().mean().item()
+    went_left = (futures[random][..., 0] < -0.5).float().mean().item()
+    assert went_right == pytest.approx(0.7, abs=0.07) and went_left == pytest.approx(0.3, abs=0.07)
 
 
 def test_prior_reads_the_action():

@@ -76,15 +76,16 @@ def latent_report(model: JEPA, s: torch.Tensor, a: torch.Tensor, nxt: torch.Tens
     also reports the entropy of the values chosen (``latent_usage_entropy``, nats; ``log k`` when all are used).
     """
     latent, beta = model.predictor.latent, model.cfg.predictor.latent_weight
+    sparsity = model.cfg.predictor.latent_sparsity
     shuffled = nxt[torch.randperm(nxt.shape[0], generator=torch.Generator().manual_seed(seed)).to(nxt.device)]
-    f_true = latent.free_energy(model.predictor, s, a, nxt, beta)
-    f_shuf = latent.free_energy(model.predictor, s, a, shuffled, beta)
+    f_true = latent.free_energy(model.predictor, s, a, nxt, beta, sparsity=sparsity)
+    f_shuf = latent.free_energy(model.predictor, s, a, shuffled, beta, sparsity=sparsity)
     gap = float((f_shuf - f_true).mean())
     out = {"latent_free_energy": float(f_true.mean()), "latent_energy_gap": gap,
            "latent_energy_gap_ratio": gap / max(float((nxt - shuffled).pow(2).mean()), 1e-12)}
     if latent.kind == "discrete":
         e = (latent.candidates(model.predictor, s, a) - nxt[:, None]).pow(2).mean(-1)
-        e = e - beta * torch.log_softmax(latent.prior_params(s, a), -1)
+        e = e + sparsity * latent.sparse_cost(e) - beta * torch.log_softmax(latent.prior_params(s, a), -1)
         freq = torch.bincount(e.argmin(1), minlength=latent.dim).double() / e.shape[0]
         out["latent_usage_entropy"] = float(-(freq * freq.clamp_min(1e-12).log()).sum())
     return out

@@ -15,6 +15,7 @@ from amia.infra.distributed import gather_batch
 from amia.infra.validate import at_least, one_of, positive
 from amia.models import regularizers as R
 from amia.models.encoder import ConvEncoder, EncoderConfig
+from amia.models.latent import sparsity_ramp
 from amia.models.predictor import Predictor, PredictorConfig, mlp
 
 REGULARIZERS = ("vicreg", "sigreg", "none")
@@ -79,7 +80,8 @@ class JEPA(nn.Module):
         ``action_box``, unchanged otherwise (amia's worlds: the predictor takes their actions as they are)."""
         return actions if self.action_box is None else (actions - self.action_mid) / self.action_half
 
-    def forward(self, obs: torch.Tensor, actions: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
+    def forward(self, obs: torch.Tensor, actions: torch.Tensor, seed: int = 0, progress: float = 1.0
+                ) -> dict[str, torch.Tensor]:
         """Loss terms for windows ``obs uint8 (B, T+1, C, H, W)`` and ``actions (B, T, A)`` in the data's units;
         ``loss`` is their sum."""
         c = self.cfg.loss
@@ -90,7 +92,7 @@ class JEPA(nn.Module):
         if self.predictor.latent is None:
             terms["pred"] = (self.predictor.rollout(s[:, 0], actions) - s[:, 1:]).pow(2).mean()
         else:
-            terms["pred"], terms["latent_reg"] = self.free_energy_rollout(s, actions)
+            terms["pred"], terms["latent_reg"] = self.free_energy_rollout(s, actions, progress)
             weights["latent_reg"] = self.cfg.predictor.latent_weight
         if c.regularizer != "none":
             v = gather_batch(self.expander(s).flatten(0, 1))
@@ -109,13 +111,16 @@ class JEPA(nn.Module):
         terms["loss"] = sum(weights[k] * terms[k] for k in weights)
         return terms
 
-    def free_energy_rollout(self, s: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def free_energy_rollout(self, s: torch.Tensor, actions: torch.Tensor, progress: float = 1.0
+                            ) -> tuple[torch.Tensor, torch.Tensor]:
         """The energy and ``R(z)`` (means) of a rollout from ``s[:, 0]`` in which every step takes the ``z`` inferred
         from the encoded transition ``(s[:, t], s[:, t + 1])`` (Sec. 4.5; ``amia.models.latent``)."""
         beta, latent = self.cfg.predictor.latent_weight, self.predictor.latent
+        sparsity = self.cfg.predictor.latent_sparsity * sparsity_ramp(progress)
         state, energy, reg = s[:, 0], [], []
         for t in range(actions.shape[1]):
-            state, e, r = latent.step(self.predictor, state, actions[:, t], s[:, t + 1], beta, observed=s[:, t])
+            state, e, r = latent.step(self.predictor, state, actions[:, t], s[:, t + 1], beta, observed=s[:, t],
+                                      sparsity=sparsity)
             energy.append(e)
             reg.append(r)
         return torch.stack(energy).mean(), torch.stack(reg).mean()

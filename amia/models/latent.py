@@ -1,5 +1,5 @@
 """Latent variables of the world model (Sec. 4.5, 4.8): ``z`` in ``Pred(s, a, z)``, its regulariser ``R(z)`` and
-its prior ``p(z | s)``.
+its prior ``p(z | s, a)``.
 
 When the world is not deterministic, the same state and action lead to several futures; ``z`` says which one.
 Training minimises the *free energy* ``F(s, a, s') = min_z E(s, a, z, s') + beta R(z | s)`` with
@@ -42,6 +42,12 @@ _LOG_2PI = math.log(2 * math.pi)
 RELAX = 0.01
 
 
+def sparsity_ramp(progress: float) -> float:
+    """The share of ``latent_sparsity`` in force at ``progress`` (0..1) of training: none for the first fifth (the
+    values first learn what they can explain), then rising linearly to all of it at half-way."""
+    return min(max((progress - 0.2) / 0.3, 0.0), 1.0)
+
+
 def gaussian_kl(mu: torch.Tensor, log_std: torch.Tensor, p_mu: torch.Tensor, p_log_std: torch.Tensor) -> torch.Tensor:
     """``KL(N(mu, std) || N(p_mu, p_std))`` of diagonal Gaussians, summed over the last dimension."""
     var, p_var = (2 * log_std).exp(), (2 * p_log_std).exp()
@@ -81,14 +87,16 @@ class Latent(nn.Module):
         return mu, log_std.clamp(-5.0, 2.0)
 
     def step(self, predictor: nn.Module, s: torch.Tensor, a: torch.Tensor, target: torch.Tensor, beta: float,
-             observed: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+             observed: torch.Tensor | None = None, sparsity: float = 0.0
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One training step of the free energy: ``(prediction (B, D), E (B,), R (B,))``; the loss is ``E + beta R``.
 
         ``s`` is the state the prediction starts from (in a rollout, the previous prediction); ``observed`` the
         encoded state at the same step (default ``s``), from which ``z`` is inferred together with ``target``: the
         latent explains what happened in the transition ``(observed, target)``, not the rollout's drift.
 
-        discrete: ``z*`` is the value of least one-step energy from ``observed`` (no gradient through the choice;
+        discrete: ``z*`` is the value of least one-step energy from ``observed``, plus ``sparsity`` for any value but
+        value 0 (no gradient through the choice;
         weighing ``R`` in too would let a confident prior keep choosing its favourite, so that one value wins
         everything); ``E`` is the relaxed winner-take-all energy of the prediction from ``s``, ``(1 - RELAX)
         E(z*) + RELAX mean_{z != z*} E(z)``, and ``R = -log p(z* | observed, a)`` (the prior's cross-entropy); the
@@ -104,7 +112,7 @@ class Latent(nn.Module):
                     energy_observed = (self.candidates(predictor, observed, a) - target[:, None]).pow(2).mean(-1)
                 else:
                     energy_observed = energy
-                best = energy_observed.argmin(1)
+                best = (energy_observed + sparsity * self.sparse_cost(energy_observed)).argmin(1)
             log_prior = F.log_softmax(self.prior_params(observed, a), dim=-1)
             rows = torch.arange(s.shape[0], device=s.device)
             won = F.one_hot(best, self.dim).to(energy.dtype)
@@ -124,14 +132,16 @@ class Latent(nn.Module):
         return pred, (pred - target).pow(2).mean(-1), reg
 
     def free_energy(self, predictor: nn.Module, s: torch.Tensor, a: torch.Tensor, target: torch.Tensor,
-                    beta: float, steps: int = 50, lr: float = 0.1) -> torch.Tensor:
-        """``F = min_z E + beta R(z | s)`` per sample ``(B,)``: exact over every value of a discrete ``z``; for a
-        continuous one, ``steps`` of Adam on ``z`` from the amortised guess, with ``R = -log p(z | s)`` (``free``:
-        no ``R``). Predictor and latent weights are left untouched."""
+                    beta: float, steps: int = 50, lr: float = 0.1, sparsity: float = 0.0) -> torch.Tensor:
+        """``F = min_z E + beta R(z | s, a)`` per sample ``(B,)``: exact over every value of a discrete ``z`` (with
+        ``sparsity`` charged for any value but value 0); for a continuous one, ``steps`` of Adam on ``z`` from the
+        amortised guess, with ``R = -log p(z | s, a)`` (``free``: no ``R``). Predictor and latent weights are left
+        untouched."""
         with torch.no_grad():
             if self.kind == "discrete":
                 energy = (self.candidates(predictor, s, a) - target[:, None]).pow(2).mean(-1)
-                return (energy - beta * F.log_softmax(self.prior_params(s, a), dim=-1)).min(1).values
+                reg = sparsity * self.sparse_cost(energy) - beta * F.log_softmax(self.prior_params(s, a), dim=-1)
+                return (energy + reg).min(1).values
             q = self.infer(torch.cat([s, target], dim=-1))
             z0 = q.chunk(2, dim=-1)[0] if self.kind == "gaussian" else q
             p_mu, p_log_std = self.prior_params(s, a)
@@ -153,6 +163,12 @@ class Latent(nn.Module):
                 opt.step()
         with torch.no_grad():
             return torch.minimum(best, energy_of(z))
+
+    def sparse_cost(self, like: torch.Tensor) -> torch.Tensor:
+        """``[z != 0]`` for every value, shaped to broadcast over ``like (..., k)``: what sparsity charges."""
+        cost = torch.ones(self.dim, device=like.device, dtype=like.dtype)
+        cost[0] = 0.0
+        return cost
 
     def candidates(self, predictor: nn.Module, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
         """The predictions ``(B, k, D)`` of every value of a discrete ``z``."""

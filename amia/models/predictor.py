@@ -24,7 +24,9 @@ class PredictorConfig:
 
     ``latent``: ``none`` (deterministic), ``discrete`` (``latent_dim`` values), ``gaussian`` or ``free``
     (``latent_dim`` numbers; ``free`` has no ``R(z)``); ``latent_weight`` is ``beta``, the weight of ``R(z)`` in
-    the free energy ``min_z E + beta R(z)`` (``amia.models.latent``).
+    the free energy ``min_z E + beta R(z)`` (``amia.models.latent``). ``latent_sparsity`` (discrete only) is the
+    cost, in energy units, of any value but value 0, which then stands for "nothing random happened": ``z`` is
+    used only where the world's randomness moves the next state by more than that (Sec. 4.5's sparse ``z``).
     """
 
     hidden: int = 512
@@ -32,12 +34,16 @@ class PredictorConfig:
     latent: str = "none"
     latent_dim: int = 0
     latent_weight: float = 0.01
+    latent_sparsity: float = 0.0
 
     def __post_init__(self):
         at_least(self, 1, "hidden", "layers")
         at_least(self, 0, "latent_dim")
         one_of(self, "latent", LATENTS)
         positive(self, "latent_weight")
+        at_least(self, 0, "latent_sparsity")
+        check(self.latent_sparsity == 0 or self.latent == "discrete", "latent_sparsity", self.latent_sparsity,
+              "0 unless latent=discrete (the cost of a value other than value 0)")
         check((self.latent == "none") == (self.latent_dim == 0), "latent_dim", self.latent_dim,
               "0 with latent=none, >= 1 with a latent (values of a discrete z, dimensions of a continuous one)")
 

@@ -1,6 +1,6 @@
 """Planning under uncertainty (Sec. 4.8, 5): the cost of a plan over several futures of a latent-variable model.
 
-A plan is rolled out ``futures`` times with latents drawn from the prior ``p(z | s)`` (so futures come with their
+A plan is rolled out ``futures`` times with latents drawn from the prior ``p(z | s, a)`` (so futures come with their
 frequencies), and the costs of those futures combine by a risk measure:
 
 - ``expected``: their mean;
