@@ -50,12 +50,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+NOT_SPARSE = ["jepa.predictor.latent_sparsity=0"]  # sparsity is a discrete latent's; the others turn it off
 VARIANTS = {  # run name: (env id, overrides on the world's defaults)
     "gust": ("amia/Gust-v0", []),
-    "gust_free": ("amia/Gust-v0", ["jepa.predictor.latent=free", "jepa.predictor.latent_dim=32"]),
-    "gust_none": ("amia/Gust-v0", ["jepa.predictor.latent=none", "jepa.predictor.latent_dim=0"]),
+    "gust_free": ("amia/Gust-v0", ["jepa.predictor.latent=free", "jepa.predictor.latent_dim=32", *NOT_SPARSE]),
+    "gust_none": ("amia/Gust-v0", ["jepa.predictor.latent=none", "jepa.predictor.latent_dim=0", *NOT_SPARSE]),
     "hazard": ("amia/Hazard-v0", []),
-    "hazard_none": ("amia/Hazard-v0", ["jepa.predictor.latent=none", "jepa.predictor.latent_dim=0"]),
+    "hazard_none": ("amia/Hazard-v0", ["jepa.predictor.latent=none", "jepa.predictor.latent_dim=0", *NOT_SPARSE]),
     "chaser": ("amia/Chaser-v0", []),
 }
 # EvalConfig overrides of every evaluation row, then of each row
