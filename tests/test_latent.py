@@ -334,3 +334,56 @@ def test_a_latent_run_trains_and_plans_under_each_risk_measure(tmp_path, env_id,
     assert r["risk"] == risk and r["futures"] == futures
     assert r["predictor_calls_per_step"] == futures * (4 + 1) * 2 * 4 / 4  # (warm its + 1) x restarts x T / replan
     assert "failure_rate" in r and 0.0 <= r["success_rate"] <= 1.0
+
+
+RING = torch.stack([torch.cos(torch.arange(8) * math.pi / 4), torch.sin(torch.arange(8) * math.pi / 4)], 1)
+
+
+def train_ring(revive: float, steps: int = 300) -> int:
+    """A world of 8 equally likely unit moves (a wandering chaser); the number of moves that some value of an
+    8-valued ``z`` reproduces within 0.25 after training, reviving dead values every 50 steps of the first half."""
+    torch.manual_seed(0)
+    pred = Predictor(PredictorConfig(hidden=64, layers=2, latent="discrete", latent_dim=8), 2, 1)
+    opt = torch.optim.Adam(pred.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(1)
+    for step in range(steps):
+        s, a = torch.randn(128, 2, generator=g), torch.zeros(128, 1)
+        nxt = s + RING[torch.randint(0, 8, (128,), generator=g)]
+        if revive and 0 < step < steps // 2 and step % 50 == 0:
+            wins = torch.bincount(pred.latent.winners(pred, s, a, nxt), minlength=8).float()
+            pred.latent.revive(pred, wins, revive, torch.Generator().manual_seed(step))
+        _, e, r = pred.latent.step(pred, s, a, nxt, 0.1)
+        opt.zero_grad()
+        (e.mean() + 0.1 * r.mean()).backward()
+        opt.step()
+    s, a = torch.randn(300, 2, generator=torch.Generator().manual_seed(9)), torch.zeros(300, 1)
+    with torch.no_grad():
+        moves = torch.stack([pred(s, a, torch.eye(8)[i].expand(300, 8)) - s for i in range(8)], 1).mean(0)
+    return int(((moves[:, None] - RING[None]).norm(dim=-1).min(0).values < 0.25).sum())
+
+
+def test_reviving_dead_values_lets_z_learn_every_outcome():
+    # measured: plain relaxed winner-take-all leaves values at the mean and learns 4 of the 8 moves; revived, 8
+    assert train_ring(0.0) <= 6
+    assert train_ring(0.03) == 8
+
+
+def test_revive_copies_the_most_used_value_and_splits_its_prior_mass():
+    torch.manual_seed(0)
+    pred = Predictor(PredictorConfig(hidden=16, latent="discrete", latent_dim=4), 3, 2)
+    s, a = torch.randn(10, 3), torch.randn(10, 2)
+    first, before = pred.net[0].weight, pred.net[0].weight.detach().clone()
+    p0 = torch.softmax(pred.latent.prior_params(s, a), -1).detach()
+    # value 0 is the most used, value 2 the next; values 1 and 3 won less than 5 %
+    assert pred.latent.revive(pred, torch.tensor([50.0, 0.0, 30.0, 1.0]), 0.05, torch.Generator().manual_seed(0)) == [1, 3]
+    for dead, src in ((1, 0), (3, 2)):
+        diff = first[:, 5 + dead] - before[:, 5 + src]
+        assert 0 < diff.abs().max() < 0.5 * before[:, 5 + src].std()  # a perturbed copy
+    torch.testing.assert_close(first[:, :5], before[:, :5], rtol=0, atol=0)  # states and actions untouched
+    p1 = torch.softmax(pred.latent.prior_params(s, a), -1).detach()
+    # each copy takes half of its source's mass: the pairs keep the sources' odds, and the dead values' own mass
+    # is gone
+    torch.testing.assert_close(p1[:, 0], p1[:, 1])
+    torch.testing.assert_close(p1[:, 2], p1[:, 3])
+    torch.testing.assert_close((p1[:, 0] + p1[:, 1]) / (p1[:, 2] + p1[:, 3]), p0[:, 0] / p0[:, 2])
+    assert pred.latent.revive(pred, torch.tensor([5.0, 5.0, 5.0, 5.0]), 0.05, torch.Generator()) == []

@@ -269,6 +269,12 @@ def test_a_tiny_run_trains_on_three_channel_chaser_frames(tmp_path):
 
     cfg = TrainConfig(steps=2, batch_size=8, window=4, val_every=0, log_every=2, checkpoint_every=2, diag_windows=16,
                       threads=1, warmup=2, collect=CollectConfig(episodes=8, steps=10, batch=8),
-                      jepa=JEPAConfig(encoder=EncoderConfig(dim=8, channels=(4, 8), downsample=4),
+                      jepa=JEPAConfig(encoder=EncoderConfig(dim=8, channels=(4, 8), downsample=4,
+                                                            streams=((0, 1), (2,))),
                                       predictor=PredictorConfig(hidden=16)))
     assert train("amia/Chaser-v0", tmp_path / "run", cfg, progress=False)["env_id"] == "amia/Chaser-v0"
+    from amia.infra.run_dir import load_model
+    from amia.models.encoder import StreamEncoder
+
+    model, _ = load_model(tmp_path / "run")  # the chaser's own stream survives the checkpoint round trip
+    assert isinstance(model.encoder, StreamEncoder) and [len(e.cfg.channels) for e in model.encoder.streams] == [2, 2]

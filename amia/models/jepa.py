@@ -14,7 +14,7 @@ from torch import nn
 from amia.infra.distributed import gather_batch
 from amia.infra.validate import at_least, one_of, positive
 from amia.models import regularizers as R
-from amia.models.encoder import ConvEncoder, EncoderConfig
+from amia.models.encoder import EncoderConfig, build_encoder
 from amia.models.latent import sparsity_ramp
 from amia.models.predictor import Predictor, PredictorConfig, mlp
 
@@ -70,7 +70,7 @@ class JEPA(nn.Module):
             self.register_buffer("action_mid", (high + low) / 2, persistent=False)
             self.register_buffer("action_half", (high - low) / 2, persistent=False)
         d = cfg.encoder.dim
-        self.encoder = ConvEncoder(cfg.encoder, obs_shape)
+        self.encoder = build_encoder(cfg.encoder, obs_shape)
         self.predictor = Predictor(cfg.predictor, d, action_dim)
         self.expander = mlp([d, cfg.loss.expander, cfg.loss.expander]) if cfg.loss.expander else nn.Identity()
         self.idm = mlp([2 * d, 256, action_dim]) if cfg.loss.idm else None
@@ -110,6 +110,18 @@ class JEPA(nn.Module):
             terms["idm"], weights["idm"] = (a_hat - actions).pow(2).mean(), c.idm
         terms["loss"] = sum(weights[k] * terms[k] for k in weights)
         return terms
+
+    @torch.no_grad()
+    def revive_latent_values(self, obs: torch.Tensor, actions: torch.Tensor, seed: int) -> list[int]:
+        """Revive the discrete latent's dead values (``Latent.revive``) from the winners of the transitions in
+        ``obs (B, T+1, C, H, W)``, ``actions (B, T, A)``; counts are summed over processes. Returns the revived."""
+        latent, share = self.predictor.latent, self.cfg.predictor.latent_revive
+        s, a = self.encoder.encode(obs), self.normalise(actions)
+        won = torch.cat([latent.winners(self.predictor, s[:, t], a[:, t], s[:, t + 1]) for t in range(a.shape[1])])
+        wins = torch.bincount(won, minlength=latent.dim).float()
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(wins)
+        return latent.revive(self.predictor, wins.cpu(), share, torch.Generator().manual_seed(seed))
 
     def free_energy_rollout(self, s: torch.Tensor, actions: torch.Tensor, progress: float = 1.0
                             ) -> tuple[torch.Tensor, torch.Tensor]:

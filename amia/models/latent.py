@@ -164,6 +164,36 @@ class Latent(nn.Module):
         with torch.no_grad():
             return torch.minimum(best, energy_of(z))
 
+    @torch.no_grad()
+    def winners(self, predictor: nn.Module, s: torch.Tensor, a: torch.Tensor, target: torch.Tensor,
+                sparsity: float = 0.0) -> torch.Tensor:
+        """``z*`` (discrete): the value of least one-step energy from ``s (B, D)`` to ``target (B, D)``, ``(B,)``."""
+        energy = (self.candidates(predictor, s, a) - target[:, None]).pow(2).mean(-1)
+        return (energy + sparsity * self.sparse_cost(energy)).argmin(1)
+
+    @torch.no_grad()
+    def revive(self, predictor: nn.Module, wins: torch.Tensor, share: float, generator: torch.Generator,
+               noise: float = 0.1) -> list[int]:
+        """Give every value that won less than ``share`` of the transitions (``wins (k,)``, counts) a copy of the
+        most-used value's embedding (its column of the predictor's first layer, perturbed by ``noise`` of that
+        column's spread) and split that value's prior mass with it: the two then compete for the most-used value's
+        transitions and divide them, as a k-means codebook splits a crowded centre (a "dead" value, left at
+        the mean by relaxed winner-take-all, never wins anything on its own). Returns the revived values."""
+        total = float(wins.sum())
+        if self.kind != "discrete" or total == 0:
+            return []
+        dead = [j for j in range(self.dim) if wins[j] < share * total]
+        first, last = predictor.net[0], self.prior[-1]
+        offset = first.in_features - self.dim
+        order = torch.argsort(wins, descending=True).tolist()
+        for i, j in enumerate(dead):
+            src = order[i % max(1, self.dim - len(dead))]
+            col = first.weight[:, offset + src]
+            first.weight[:, offset + j] = col + noise * col.std() * torch.randn(col.shape, generator=generator)
+            last.weight[j], last.bias[j] = last.weight[src], last.bias[src] - math.log(2.0)
+            last.bias[src] -= math.log(2.0)
+        return dead
+
     def sparse_cost(self, like: torch.Tensor) -> torch.Tensor:
         """``[z != 0]`` for every value, shaped to broadcast over ``like (..., k)``: what sparsity charges."""
         cost = torch.ones(self.dim, device=like.device, dtype=like.dtype)

@@ -27,6 +27,9 @@ class PredictorConfig:
     the free energy ``min_z E + beta R(z)`` (``amia.models.latent``). ``latent_sparsity`` (discrete only) is the
     cost, in energy units, of any value but value 0, which then stands for "nothing random happened": ``z`` is
     used only where the world's randomness moves the next state by more than that (Sec. 4.5's sparse ``z``).
+    ``latent_revive`` (discrete only): in the first half of training, every ``REVIVE_EVERY`` steps, a value that
+    wins less than this share of the batch's transitions takes a perturbed copy of the most-used one
+    (``Latent.revive``); 0 turns it off. Keep it below the rarest outcome's share of the data.
     """
 
     hidden: int = 512
@@ -35,15 +38,18 @@ class PredictorConfig:
     latent_dim: int = 0
     latent_weight: float = 0.01
     latent_sparsity: float = 0.0
+    latent_revive: float = 0.0
 
     def __post_init__(self):
         at_least(self, 1, "hidden", "layers")
         at_least(self, 0, "latent_dim")
         one_of(self, "latent", LATENTS)
         positive(self, "latent_weight")
-        at_least(self, 0, "latent_sparsity")
+        at_least(self, 0, "latent_sparsity", "latent_revive")
         check(self.latent_sparsity == 0 or self.latent == "discrete", "latent_sparsity", self.latent_sparsity,
               "0 unless latent=discrete (the cost of a value other than value 0)")
+        check(self.latent_revive == 0 or (self.latent == "discrete" and self.latent_revive * self.latent_dim < 1),
+              "latent_revive", self.latent_revive, "0, or with latent=discrete a share below 1 / latent_dim")
         check((self.latent == "none") == (self.latent_dim == 0), "latent_dim", self.latent_dim,
               "0 with latent=none, >= 1 with a latent (values of a discrete z, dimensions of a continuous one)")
 

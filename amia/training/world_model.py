@@ -75,8 +75,19 @@ WORLD_PRESETS: dict[str, list[str]] = {
     "amia/Maze-v0": ["jepa.encoder.downsample=3"],
     "amia/Gust-v0": _STOCHASTIC + ["jepa.predictor.latent_dim=4"],
     "amia/Hazard-v0": _STOCHASTIC + ["jepa.predictor.latent_dim=4"],
-    "amia/Chaser-v0": _STOCHASTIC + ["jepa.predictor.latent_dim=8"],
+    # The chaser moves at random in the data: one encoder for every channel leaves it out of the state; a stream
+    # of its own keeps it (docs/uncertainty.md).
+    "amia/Chaser-v0": _STOCHASTIC + ["jepa.predictor.latent_dim=8", "jepa.encoder.streams=[[0,1],[2]]"],
 }
+
+
+REVIVE_EVERY = 100
+
+
+def revive_due(cfg: TrainConfig, step: int) -> bool:
+    """Whether step ``step`` revives the discrete latent's dead values (``PredictorConfig.latent_revive``): every
+    ``REVIVE_EVERY`` steps in the first half of training, after the first ``REVIVE_EVERY``."""
+    return bool(cfg.jepa.predictor.latent_revive) and 0 < step < cfg.steps / 2 and step % REVIVE_EVERY == 0
 
 
 def default_config(env_id: str) -> TrainConfig:
@@ -252,8 +263,10 @@ def train(env_id: str | None, out: str | Path, cfg: TrainConfig | None = None, d
 
     def loss(step: int) -> dict:
         batch = sampler.batch(step, rank)
-        return ddp(torch.from_numpy(batch["obs"]).to(dev), torch.from_numpy(batch["action"]).to(dev),
-                   seed=cfg.seed * 1_000_003 + step, progress=step / cfg.steps)
+        obs, actions = torch.from_numpy(batch["obs"]).to(dev), torch.from_numpy(batch["action"]).to(dev)
+        if revive_due(cfg, step):
+            model.revive_latent_values(obs, actions, seed=cfg.seed * 1_000_003 + step)
+        return ddp(obs, actions, seed=cfg.seed * 1_000_003 + step, progress=step / cfg.steps)
 
     def diagnose() -> dict:
         return representation_report(model, probe_sampler, val_sampler, dev, val_windows=cfg.diag_windows,
