@@ -189,7 +189,7 @@ class Latent(nn.Module):
         for i, j in enumerate(dead):
             src = order[i % max(1, self.dim - len(dead))]
             col = first.weight[:, offset + src]
-            first.weight[:, offset + j] = col + noise * col.std() * torch.randn(col.shape, generator=generator)
+            first.weight[:, offset + j] = col + noise * col.std() * torch.randn(col.shape, generator=generator).to(col.device)
             last.weight[j], last.bias[j] = last.weight[src], last.bias[src] - math.log(2.0)
             last.bias[src] -= math.log(2.0)
         return dead

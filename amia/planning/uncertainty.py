@@ -76,7 +76,7 @@ def uncertain_planning(predictor: Predictor, cost: CostFn, cfg: UncertaintyConfi
     per plan (seeded from ``generator``), so every candidate and every iteration meets the same futures."""
     if not cfg.active or getattr(predictor, "latent", None) is None:
         return predictor.rollout, cost
-    seed = int(torch.randint(2**62, (1,), generator=generator))
+    seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device if generator else None))
 
     def fixed(device) -> torch.Generator:
         return torch.Generator(device=device).manual_seed(seed)
