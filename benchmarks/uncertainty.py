@@ -63,6 +63,9 @@ VARIANTS = {  # run name: (env id, overrides on the world's defaults)
 PLANNING = ["planner=gd", "planning.horizon=24", "planning.restarts=4", "timing_calls=0"]
 # the hazard world's task: reach the goal, with the pit as the forbidden region (an intrinsic cost of falling)
 HAZARD = ["task=reach_avoid", "region=[18.0,2.5,46.0,10.0]"]
+# the chaser: MPPI over 32 steps, which with the true dynamics in place of the model avoided capture in 0.92-1.0 of
+# the episodes of training seeds 1 and 2 (gd: 0.5-0.6; docs/findings.md, section 8)
+CHASER = ["task=evade", "planner=mppi", "planning.horizon=32"]
 ROWS = {
     "gust_with_rz": ("gust", ["uncertainty.futures=8", "uncertainty.risk=expected"]),
     "gust_without_rz": ("gust_free", ["uncertainty.futures=8", "uncertainty.risk=expected"]),
@@ -70,8 +73,8 @@ ROWS = {
         "hazard", HAZARD + ["uncertainty.futures=8", "uncertainty.risk=cvar", "uncertainty.cvar_fraction=0.2"]),
     "hazard_expected": ("hazard", HAZARD + ["uncertainty.futures=8", "uncertainty.risk=expected"]),
     "hazard_deterministic": ("hazard_none", HAZARD),
-    "chaser_adversarial": ("chaser", ["task=evade", "uncertainty.risk=adversarial"]),
-    "chaser_random_assumption": ("chaser", ["task=evade", "uncertainty.futures=8", "uncertainty.risk=expected"]),
+    "chaser_adversarial": ("chaser", CHASER + ["uncertainty.risk=adversarial"]),
+    "chaser_random_assumption": ("chaser", CHASER + ["uncertainty.futures=8", "uncertainty.risk=expected"]),
 }
 
 

@@ -164,11 +164,16 @@ def test_amortised_policy_minimises_the_energy_to_the_known_controller_without_l
 
 
 def test_evade_term_against_hand_computed_values():
-    """States are (x, y, cx, cy): the squared shortfall of the agent-chaser distance below the radius, summed."""
+    """States are (x, y, cx, cy): the squared shortfall of the agent-chaser distance below the radius, plus the
+    barrier's below its radius, minus the lean per px, summed over the horizon."""
     probe = LinearProbe(torch.cat([torch.eye(4), torch.zeros(1, 4)]))
     states = torch.tensor([[[0.0, 0.0, 3.0, 4.0], [0.0, 0.0, 30.0, 0.0]]])  # (B=1, T=2, 4): distances 5 and 30
-    assert Evade(probe, radius=10.0)(states).item() == pytest.approx(25.0, rel=1e-4)  # (10 - 5)^2 + 0
-    assert Evade(probe, radius=40.0)(states).item() == pytest.approx(35.0**2 + 10.0**2, rel=1e-4)
+    plain = dict(barrier=0.0, lean=0.0)
+    assert Evade(probe, radius=10.0, **plain)(states).item() == pytest.approx(25.0, rel=1e-4)  # (10 - 5)^2 + 0
+    assert Evade(probe, radius=40.0, **plain)(states).item() == pytest.approx(35.0**2 + 10.0**2, rel=1e-4)
+    # barrier: 10 x (8 - 5)^2 on the near step; lean: -0.5 x (5 + 30)
+    full = Evade(probe, radius=10.0, barrier_radius=8.0, barrier=10.0, lean=0.5)(states).item()
+    assert full == pytest.approx(25.0 + 90.0 - 17.5, rel=1e-4)
     with pytest.raises(ValueError, match=r"\(x, y, cx, cy\)"):
         Evade(IDENTITY)(states[..., :2])
     with pytest.raises(ValueError, match="position probe"):

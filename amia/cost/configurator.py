@@ -49,7 +49,10 @@ class TaskConfig:
     away_radius: float = 12.0
     point_speed: float = 1.5
     evade_weight: float = 0.0
-    evade_radius: float = 24.0
+    evade_radius: float = 16.0
+    evade_barrier: float = 10.0
+    evade_barrier_radius: float = 8.0
+    evade_lean: float = 0.01
     critic_weight: float = 0.0
     uncertainty: UncertaintyConfig = field(default_factory=UncertaintyConfig)
 
@@ -102,7 +105,8 @@ def build_cost(task: TaskConfig, goal_states: torch.Tensor, position: LinearProb
             raise ValueError(f"task {task.name!r} needs the moving point's positions")
         intrinsic["away"] = (task.away_weight, KeepAway(position, point, task.away_radius))
     if task.evade_weight:
-        intrinsic["evade"] = (task.evade_weight, Evade(position, task.evade_radius))
+        intrinsic["evade"] = (task.evade_weight, Evade(position, task.evade_radius, task.evade_barrier_radius,
+                                                              task.evade_barrier, task.evade_lean))
     if task.critic_weight:
         if critic is None:
             raise ValueError("critic_weight > 0 needs a trained critic (run `amia distill`)")

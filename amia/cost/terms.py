@@ -81,19 +81,26 @@ class KeepAway:
 
 @dataclass(frozen=True)
 class Evade:
-    """``IC_evade``: keep away from a pursuer that is part of the world (``amia/Chaser-v0``): the squared shortfall
-    of the distance between the agent and the chaser below ``radius`` px, summed over the horizon. The frozen
-    probe reads ``(x, y, cx, cy)``: the agent's position, then the chaser's."""
+    """``IC_evade``: keep away from a pursuer that is part of the world (``amia/Chaser-v0``), summed over the
+    horizon: the squared shortfall of the agent-chaser distance ``d`` below ``radius`` px, plus ``barrier`` times
+    its squared shortfall below ``barrier_radius`` (near capture the cost climbs steeply, so a plan passes the
+    chaser wide rather than close), minus ``lean`` per px of ``d`` (a slight preference for distance that leaves
+    no two states tied, so that an adversarial latent still pursues from beyond ``radius``). The frozen probe
+    reads ``(x, y, cx, cy)``: the agent's position, then the chaser's."""
 
     position: LinearProbe
-    radius: float = 24.0
+    radius: float = 16.0
+    barrier_radius: float = 8.0
+    barrier: float = 10.0
+    lean: float = 0.01
 
     def __call__(self, states: torch.Tensor) -> torch.Tensor:
         p = self.position(states)
         if p.shape[-1] < 4:
             raise ValueError(f"the evade term needs a read-out of (x, y, cx, cy); this probe gives {p.shape[-1]} numbers")
         d = ((p[..., :2] - p[..., 2:4]).pow(2).sum(-1) + 1e-6).sqrt()
-        return (self.radius - d).clamp_min(0).pow(2).sum(-1)
+        cost = (self.radius - d).clamp_min(0).pow(2) + self.barrier * (self.barrier_radius - d).clamp_min(0).pow(2)
+        return (cost - self.lean * d).sum(-1)
 
 
 @dataclass(frozen=True)
