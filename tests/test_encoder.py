@@ -43,3 +43,12 @@ def test_bad_streams_are_named():
         EncoderConfig(streams=((),))
     with pytest.raises(FieldError, match="streams"):
         EncoderConfig(dim=1, streams=((0,), (1,)))
+
+
+def test_stream_dims_size_each_share():
+    enc = build_encoder(EncoderConfig(dim=10, channels=(4,), streams=((0, 1), (2,)), stream_dims=(7, 3)), (3, 16, 16))
+    assert [e.cfg.dim for e in enc.streams] == [7, 3] and enc(frames()).shape == (6, 10)
+    with pytest.raises(FieldError, match=r"stream_dims=\[6, 3\].*summing to dim=10"):
+        EncoderConfig(dim=10, streams=((0, 1), (2,)), stream_dims=(6, 3))
+    with pytest.raises(FieldError, match="stream_dims"):
+        EncoderConfig(dim=10, streams=((0, 1), (2,)), stream_dims=(10,))

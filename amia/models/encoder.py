@@ -17,15 +17,19 @@ class EncoderConfig:
 
     ``downsample`` average-pools the frame first (2: a 64x64 frame is seen at 32x32), which is 4x cheaper.
     ``streams`` (optional) splits the frame's channels into groups, each seen by its own conv net and mapped to
-    its own share of the state (``dim`` split evenly, the first stream taking the remainder). The
+    its own share of the state (``stream_dims``, or ``dim`` split evenly with the first stream taking the
+    remainder). The
     anti-collapse terms then hold every share to variance that only its channels can give, so a thing drawn
     in its own channel (the chaser of ``amia/Chaser-v0``) cannot be dropped from the state. Empty: one net.
+    A stream for a thing with few degrees of freedom is best kept small: those terms make every one of its
+    dimensions vary, and a 2-D position spread over many dimensions is spread into ever finer features of it.
     """
 
     dim: int = 64
     channels: tuple[int, ...] = (32, 64, 64, 64)
     downsample: int = 2
     streams: tuple[tuple[int, ...], ...] = ()
+    stream_dims: tuple[int, ...] = ()
 
     def __post_init__(self):
         at_least(self, 1, "dim", "downsample")
@@ -35,6 +39,9 @@ class EncoderConfig:
               "streams", [list(g) for g in self.streams], "a list of non-empty lists of channel indices >= 0")
         check(len(self.streams) <= self.dim, "streams", [list(g) for g in self.streams],
               f"at most dim={self.dim} groups")
+        check(not self.stream_dims or (len(self.stream_dims) == len(self.streams) and min(self.stream_dims) >= 1
+                                       and sum(self.stream_dims) == self.dim),
+              "stream_dims", list(self.stream_dims), f"one size >= 1 per stream, summing to dim={self.dim}")
 
 
 def build_encoder(cfg: EncoderConfig, obs_shape: tuple[int, int, int]) -> nn.Module:
@@ -87,7 +94,7 @@ class StreamEncoder(nn.Module):
             raise ValueError(f"encoder.streams names channels {bad}, but the frames have {obs_shape[0]} channels "
                              f"(expected indices 0..{obs_shape[0] - 1})")
         n = len(cfg.streams)
-        dims = [cfg.dim // n + (cfg.dim % n if i == 0 else 0) for i in range(n)]
+        dims = list(cfg.stream_dims) or [cfg.dim // n + (cfg.dim % n if i == 0 else 0) for i in range(n)]
         self.groups = [list(g) for g in cfg.streams]
         self.streams = nn.ModuleList(
             ConvEncoder(EncoderConfig(d, cfg.channels, cfg.downsample), (len(g), *obs_shape[1:]))
