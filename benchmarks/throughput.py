@@ -2,6 +2,10 @@
 
     python benchmarks/throughput.py --device cpu --out benchmarks/results/throughput_cpu.json
     python benchmarks/throughput.py --device cuda --batch 64 256 1024 --out benchmarks/results/throughput_gpu.json
+    python benchmarks/throughput.py --device cuda --batch 256 1024 --size default 4x --out ...
+
+``--size 4x`` doubles the encoder's channels and state size and the predictor's width: about 4x the parameters
+and the arithmetic per frame of the default model (``SIZES``).
 
 A training step encodes every frame of each window (``batch x (window + 1)`` frames), rolls the predictor
 out over the window, and back-propagates; numbers are medians over timed steps after warm-up.
@@ -21,12 +25,24 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
-def measure(device: str, batch: int, window: int, steps: int, warmup: int) -> dict:
-    from amia.models.jepa import JEPA, JEPAConfig
+SIZES = {"default": [], "4x": ["jepa.encoder.dim=128", "jepa.encoder.channels=[64,128,128,128]",
+                              "jepa.predictor.hidden=1024"]}
+
+
+def model_config(size: str):
+    """The JEPA config of a named size (``SIZES``)."""
+    from amia.infra.config import apply_overrides
+    from amia.training.world_model import TrainConfig
+
+    return apply_overrides(TrainConfig(), SIZES[size]).jepa
+
+
+def measure(device: str, batch: int, window: int, steps: int, warmup: int, size: str = "default") -> dict:
+    from amia.models.jepa import JEPA
 
     torch.manual_seed(0)
     dev = torch.device(device)
-    model = JEPA(JEPAConfig(), (2, 64, 64), 2).to(dev)
+    model = JEPA(model_config(size), (2, 64, 64), 2).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     g = torch.Generator().manual_seed(0)
     obs = torch.randint(0, 256, (batch, window + 1, 2, 64, 64), generator=g, dtype=torch.uint8).to(dev)
@@ -45,8 +61,10 @@ def measure(device: str, batch: int, window: int, steps: int, warmup: int) -> di
         if i >= warmup:
             times.append(time.perf_counter() - t0)
     med = statistics.median(times)
-    return {"device": device, "batch": batch, "window": window, "step_ms_median": round(1000 * med, 2),
-            "frames_per_s": round(batch * (window + 1) / med, 1), "windows_per_s": round(batch / med, 1)}
+    params = sum(p.numel() for p in model.parameters())
+    return {"device": device, "size": size, "parameters": params, "batch": batch, "window": window,
+            "step_ms_median": round(1000 * med, 2), "frames_per_s": round(batch * (window + 1) / med, 1),
+            "windows_per_s": round(batch / med, 1)}
 
 
 def main() -> None:
@@ -57,13 +75,14 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--size", nargs="+", default=["default"], choices=list(SIZES))
     p.add_argument("--out", default=None)
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     from amia.infra.provenance import git_revision, machine
 
-    rows = [measure(args.device, b, args.window, args.steps, args.warmup) for b in args.batch]
+    rows = [measure(args.device, b, args.window, args.steps, args.warmup, size) for size in args.size for b in args.batch]
     for r in rows:
         print(json.dumps(r))
     if args.out:
