@@ -146,10 +146,14 @@ def cmd_eval(args) -> None:
     import dataclasses
 
     from amia.agent.load import load_agent
-    from amia.eval.protocol import EvalConfig, evaluate_actor
+    from amia.eval.protocol import EvalConfig, evaluate_actor, evaluate_oracle
     from amia.infra.run_dir import read_config
     from amia.planning.planners import PLANNERS
 
+    if not args.run and not (args.oracle and args.env):
+        raise ValueError("amia eval needs --run RUN (or --oracle with --env ID)")
+    if args.oracle and args.protocol == "goal-frame":
+        raise ValueError("--oracle runs the start-goal protocol only")
     if args.protocol == "goal-frame":
         return cmd_eval_goal_frame(args)
     risk = [f"uncertainty.{k}={v}" for k, v in (("risk", args.risk), ("futures", args.futures)) if v is not None]
@@ -166,9 +170,12 @@ def cmd_eval(args) -> None:
     results = []
     for name in names:
         cfg = dataclasses.replace(base, planner=name)
-        actor = load_agent(args.run, cfg, args.device, env)
-        results.append({"run": args.run, **evaluate_actor(actor, env, cfg, progress=not args.quiet),
-                        "overrides": args.overrides, "config_file": args.config})
+        if args.oracle:
+            row = evaluate_oracle(env, cfg, progress=not args.quiet)
+        else:
+            actor = load_agent(args.run, cfg, args.device, env)
+            row = {"run": args.run, **evaluate_actor(actor, env, cfg, progress=not args.quiet)}
+        results.append({**row, "overrides": args.overrides, "config_file": args.config})
         if args.json:  # as it goes: an interrupted `--planner all` keeps the planners it measured
             write_json(args.json, results if len(names) > 1 else results[0])
     print_results(results, env, base)
@@ -179,7 +186,7 @@ def cmd_eval(args) -> None:
 
         planner_plot(args.plot, results)
         print(f"wrote {args.plot}")
-    if args.gif:
+    if args.gif and not args.oracle:
         from amia.eval.pictures import write_gif
         from amia.infra.run_dir import data_file
 
@@ -414,7 +421,10 @@ def _refine_parser(sub) -> None:
 
 def _eval_parser(sub) -> None:
     e = sub.add_parser("eval", help="goal reaching and other tasks: the standard protocol, Mode-2 or Mode-1")
-    e.add_argument("--run", required=True, help="a trained run directory")
+    e.add_argument("--run", help="a trained run directory (required unless --oracle)")
+    e.add_argument("--oracle", action="store_true",
+                   help="plan with the world's true dynamics instead of a model (the ceiling; needs --env or --run; "
+                        "TwoRooms, Wall, Maze, Chaser)")
     e.add_argument("--config", help="YAML preset of the evaluation settings (see configs/)")
     e.add_argument("--planner", choices=["gd", "cem", "mppi", "hybrid", "all"], help="Mode-2 planner (default gd)")
     e.add_argument("--mode", type=int, choices=[1, 2], help="2: plan (default); 1: the distilled policy")

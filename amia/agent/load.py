@@ -23,6 +23,7 @@ from amia.envs import ENV_SPECS, make_world
 from amia.infra.run_dir import load_level2, load_level2_critic, load_model, load_parts
 from amia.infra.validate import ConfigError, at_least, check, check_device, one_of
 from amia.models.jepa import JEPA
+from amia.planning.oracle import ORACLE_WORLDS, OracleActor
 from amia.planning.planners import PLANNERS, PlannerConfig
 from amia.planning.uncertainty import UncertaintyConfig
 
@@ -177,4 +178,16 @@ def load_agent(run_dir: str | Path, cfg: AgentConfig | None = None, device: str 
     return build_actor(model, cfg, action_bound(model, env_id), device, parts, level2, critic2)
 
 
-__all__ = ["AgentConfig", "AgentError", "action_bound", "build_actor", "check_compatible", "frozen", "load_agent"]
+def oracle_agent(cfg: AgentConfig, env_id: str) -> OracleActor:
+    """The oracle (``amia.planning.oracle``) acting with ``cfg``'s planner and task in ``env_id``: flat Mode-2 on the
+    true dynamics, without model, policy or critic."""
+    if env_id not in ORACLE_WORLDS:
+        raise AgentError(f"no oracle for {env_id!r}: it exists for {', '.join(ORACLE_WORLDS)}")
+    if cfg.mode != 2 or cfg.hierarchical or cfg.policy_init or cfg.critic_weight:
+        raise AgentError("the oracle is flat Mode-2 without policy or critic: drop --mode 1, --hierarchical, "
+                         "--policy-init and --critic-weight")
+    return OracleActor(cfg.task_config(), cfg.planner, cfg.planning, ENV_SPECS[env_id].max_step, cfg.replan_every)
+
+
+__all__ = ["AgentConfig", "AgentError", "action_bound", "build_actor", "check_compatible", "frozen", "load_agent",
+           "oracle_agent"]

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from amia.agent.actor import Actor
 from amia.agent.episodes import run_episodes
-from amia.agent.load import AgentConfig, AgentError, load_agent
+from amia.agent.load import AgentConfig, AgentError, load_agent, oracle_agent
 from amia.cost.configurator import TaskConfig, moving_point
 from amia.envs import STRICT_SUCCESS_RADIUS, SUCCESS_RADIUS, env_spec, evaluation_set, start_episodes
 from amia.eval.timing import timing
@@ -87,6 +87,8 @@ def run_protocol(actor: Actor, env_id: str, cfg: EvalConfig, progress: bool = Tr
     if task.away_weight:
         inputs["point"] = moving_point(goal_xy, pairs["start"][:, :2], task.point_speed,
                                        steps + (task.horizon or cfg.planning.horizon) + 1)
+    if getattr(actor, "needs_world", False):  # the oracle (amia.planning.oracle) reads true states
+        inputs.update(true_world=world, goal_states=pairs["goal"])
     with tqdm(total=steps, desc=f"eval {actor.describe()['planner']}", unit="step", disable=not progress) as bar:
         out = run_episodes(actor, world, goal_obs, steps, cfg.seed, record, bar.update, **inputs)
     dist = np.linalg.norm(out["positions"] - goal_xy[:, None], axis=-1)
@@ -126,12 +128,19 @@ def evaluate_actor(actor: Actor, env_id: str, cfg: EvalConfig, progress: bool = 
     if "min_point_distance" in out:
         r["mean_min_point_distance_px"] = float(np.mean(out["min_point_distance"]))
     r.update(ms_per_plan_median=None, ms_per_action_mean=None)
-    if cfg.timing_calls and "min_point_distance" not in out:  # keep-away's moving point is not timed
+    # keep-away's moving point is not timed, nor the oracle (its time is the simulator's, not a model's)
+    if cfg.timing_calls and "min_point_distance" not in out and not getattr(actor, "needs_world", False):
         world, goal_obs = start_episodes(env_id, task_episodes(env_id, cfg.task_config(), 1, cfg.seed),
                                          cfg.seed)
         r.update(timing(actor, world, goal_obs, cfg.timing_calls, cfg.seed))
     r.update(config=to_dict(cfg), git_rev=git_revision())
     return r
+
+
+def evaluate_oracle(env_id: str, cfg: EvalConfig | None = None, progress: bool = True) -> dict:
+    """The protocol with the oracle (``amia.planning.oracle``): ``cfg``'s planner and task on the true dynamics."""
+    cfg = cfg or EvalConfig()
+    return {"run": "oracle", **evaluate_actor(oracle_agent(cfg, env_id), env_id, cfg, progress)}
 
 
 def evaluate(run_dir: str | Path, cfg: EvalConfig | None = None, device: str = "cpu", env_id: str | None = None,
@@ -144,4 +153,4 @@ def evaluate(run_dir: str | Path, cfg: EvalConfig | None = None, device: str = "
     return {"run": str(run_dir), **evaluate_actor(actor, env_id, cfg, progress)}
 
 
-__all__ = ["EvalConfig", "evaluate", "evaluate_actor", "inside_region", "run_protocol", "task_episodes"]
+__all__ = ["EvalConfig", "evaluate", "evaluate_actor", "evaluate_oracle", "inside_region", "run_protocol", "task_episodes"]

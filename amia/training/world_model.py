@@ -276,16 +276,9 @@ def train(env_id: str | None, out: str | Path, cfg: TrainConfig | None = None, d
         if cfg.val_every and step % cfg.val_every == 0 and step < cfg.steps and rank == 0:
             logger.log(step, "val", _scalars(diagnose()))
 
-    def agree(stopping: bool) -> bool:
-        if not distributed:
-            return stopping
-        flag = torch.tensor([float(stopping)], device=dev)
-        torch.distributed.all_reduce(flag)
-        return bool(flag.item())
-
     frames = cfg.batch_size * world * (cfg.window + 1)
     halted = loop.run(loss, warmup_cosine(cfg.lr, cfg.warmup, cfg.steps), cfg.grad_clip, every_step=validate,
-                      log_extra=lambda n, secs: {"samples_per_s": n * frames / secs}, agree=agree,
+                      log_extra=lambda n, secs: {"samples_per_s": n * frames / secs}, agree=_agreement(distributed, dev),
                       stop_after=stop_after)
     if halted is not None or rank != 0:
         return halted or {}
@@ -297,6 +290,19 @@ def train(env_id: str | None, out: str | Path, cfg: TrainConfig | None = None, d
                "device": str(dev), "seed": cfg.seed, "git_rev": git_revision(), "machine": machine(), **report}
     atomic_write_text(out / METRICS, json.dumps(metrics, indent=2))
     return metrics
+
+
+def _agreement(distributed: bool, dev: torch.device):
+    """``agree(stopping) -> bool``: whether any process wants to stop (an all-reduce under DDP)."""
+
+    def agree(stopping: bool) -> bool:
+        if not distributed:
+            return stopping
+        flag = torch.tensor([float(stopping)], device=dev)
+        torch.distributed.all_reduce(flag)
+        return bool(flag.item())
+
+    return agree
 
 
 def _scalars(report: dict) -> dict:

@@ -1,0 +1,70 @@
+"""The oracle (amia.planning.oracle): the true dynamics in torch, and Mode-2 planned on them."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from amia.agent.episodes import run_episodes
+from amia.cli import main
+from amia.envs import make_world
+from amia.planning.oracle import OracleActor, Simulator, stop_at_walls
+from amia.planning.planners import PlannerConfig
+
+
+@pytest.mark.parametrize("env", ["amia/TwoRooms-v0", "amia/Wall-v0", "amia/Maze-v0", "amia/Chaser-v0"])
+def test_the_simulator_steps_exactly_like_the_world(env):
+    """30 steps of random actions (some beyond the bound, many into walls) from 64 random starts: the torch roll-out
+    lands where the numpy world does, the pursuing chaser and captures included."""
+    world = make_world(env, 64, seed=3, evaluation=True)
+    world.reset(seed=3)
+    sim = Simulator(world)
+    actions = np.random.default_rng(0).uniform(-4, 4, (64, 30, 2)).astype(np.float32)
+    predicted = sim.rollout(sim.state(world), torch.from_numpy(actions)).numpy()
+    true = []
+    for t in range(30):
+        world.step(actions[:, t])
+        true.append(world.state[:, :sim.state_dim])
+    np.testing.assert_allclose(predicted, np.stack(true, 1), atol=1e-4)
+    if env == "amia/Chaser-v0":
+        assert world.caught.any()  # the comparison covered captures
+
+
+def test_stopping_at_a_wall_against_hand_computed_values_and_gradients():
+    lo, hi = torch.tensor([[[10.0, -100.0]]]).repeat(3, 1, 1), torch.tensor([[[12.0, 100.0]]]).repeat(3, 1, 1)
+    pos = torch.tensor([[5.0, 0.0], [5.0, 0.0], [5.0, 0.0]], requires_grad=True)
+    move = torch.tensor([[4.0, 0.0], [10.0, 2.0], [0.0, 0.0]], requires_grad=True)
+    new = stop_at_walls(pos, move, lo, hi)
+    # free move; half of (10, 2) reaches the wall at x = 10 (less a hair); no move
+    torch.testing.assert_close(new.detach(), torch.tensor([[9.0, 0.0], [10.0, 1.0], [5.0, 0.0]]), atol=1e-5, rtol=0)
+    new.sum().backward()
+    assert torch.isfinite(pos.grad).all() and torch.isfinite(move.grad).all()
+
+
+@pytest.mark.parametrize("planner", ["gd", "mppi"])
+def test_the_oracle_reaches_goals_in_the_open(planner):
+    """Starts and goals in the same room of TwoRooms: on the true dynamics the goal distance alone leads there."""
+    world = make_world("amia/TwoRooms-v0", 4)
+    starts = np.array([[10, 10], [50, 50], [10, 50], [50, 10]], dtype=np.float32)
+    goals = np.array([[25, 30], [40, 20], [20, 20], [55, 40]], dtype=np.float32)
+    world.set_state(np.concatenate([starts, np.full((4, 2), 32.0, dtype=np.float32)], 1))
+    actor = OracleActor(planner=planner, planning=PlannerConfig(horizon=16, restarts=4, samples=64, populations=2))
+    out = run_episodes(actor, world, world.render(), 30, true_world=world, goal_states=goals)
+    assert np.linalg.norm(out["positions"][:, -1] - goals, axis=1).max() < 1.5
+    with pytest.raises(ValueError, match="true_world= and goal_states="):
+        actor.reset(world.render())
+
+
+def test_oracle_errors_are_named(tmp_path, capsys):
+    assert main(["eval", "--episodes", "2"]) == 2
+    assert "needs --run RUN (or --oracle with --env ID)" in capsys.readouterr().err
+    assert main(["eval", "--oracle", "--env", "amia/Gust-v0", "--episodes", "2"]) == 2
+    assert "no oracle for 'amia/Gust-v0'" in capsys.readouterr().err
+    assert main(["eval", "--oracle", "--env", "amia/TwoRooms-v0", "--mode", "1"]) == 2
+    assert "flat Mode-2" in capsys.readouterr().err
+    out = tmp_path / "o.json"
+    assert main(["eval", "--oracle", "--env", "amia/Chaser-v0", "--task", "evade", "--episodes", "2", "--quiet",
+                 "--json", str(out), "max_steps=5", "planning.horizon=4", "planning.restarts=2"]) == 0
+    r = json.loads(out.read_text())
+    assert r["run"] == "oracle" and r["env"] == "amia/Chaser-v0" and 0 <= r["success_rate"] <= 1
