@@ -64,7 +64,7 @@ COUNTED = [(["demo", "--out", "{tmp}/run", "--episodes", "0"], "--episodes: '0':
            (["refine", "--run", "{tmp}", "--out", "{tmp}/r", "--episodes", "0"], "--episodes: '0': expected"),
            (["train", "--out", "{tmp}/run", "--levels", "3"], "--levels: invalid choice: 3"),
            (["train", "--out", "{tmp}/run", "--bogus"], "unrecognized arguments: --bogus"),
-           (["eval"], "the following arguments are required: --run"),
+           # `eval` without --run: refused after parsing (--oracle needs none), tests/test_oracle.py
            (["fly"], "invalid choice: 'fly'")]
 
 
