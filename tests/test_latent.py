@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from amia.infra.validate import FieldError
 from amia.models.latent import RELAX, Latent, gaussian_kl, gaussian_nll, sparsity_ramp
 from amia.models.predictor import Predictor, PredictorConfig
 from amia.planning.uncertainty import UncertaintyConfig, risk_measure, uncertain_planning
@@ -63,6 +64,24 @@ def test_discrete_z_is_inferred_from_the_observed_transition_not_the_rollout():
     assert e.item() == pytest.approx((1 - RELAX) * 12.5 + RELAX * 4.5, rel=1e-5)
     out, _, _ = pred.latent.step(pred, rolled, a, target, beta=1.0)  # without it: the best value from the rollout
     assert torch.allclose(out, torch.tensor([[4.0, 0.0]]))
+
+
+def test_relaxation_by_prior_pulls_each_losing_value_by_its_probability():
+    """Moves (0, +1, -1), prior (0.9, 0.09, 0.01), target 0: E = (0, 0.5, 0.5) (means over 2 dimensions), z* = 0.
+    Uniformly, each loser learns with RELAX / 2; by prior, with RELAX x its probability: the rare value (-1)
+    barely moves towards the common outcome."""
+    moves = torch.tensor([[0.0, 0.0], [1.0, 0.0], [-1.0, 0.0]])
+    s, a, target = torch.zeros(1, 2), torch.zeros(1, 1), torch.zeros(1, 2)
+    pred = Shift(moves)
+    fixed_prior(pred.latent, [0.9, 0.09, 0.01])
+    assert pred.latent.step(pred, s, a, target, beta=0.1)[1].item() == pytest.approx(RELAX / 2 * (0.5 + 0.5), rel=1e-5)
+    pred.latent.relax_by_prior = True
+    e = pred.latent.step(pred, s, a, target, beta=0.1)[1].item()
+    assert e == pytest.approx(RELAX * (0.09 + 0.01) * 0.5, rel=1e-4)
+    with pytest.raises(FieldError, match="latent_relax_by_prior"):
+        PredictorConfig(latent="gaussian", latent_dim=2, latent_relax_by_prior=True)
+    built = Predictor(PredictorConfig(latent="discrete", latent_dim=3, latent_relax_by_prior=True), 4, 1)
+    assert built.latent.relax_by_prior
 
 
 def test_sparsity_charges_every_value_but_the_first():

@@ -20,7 +20,9 @@ Kinds (``PredictorConfig.latent``):
   certain, and every error of the prior then sampled a wrong future). The price is a pull of each value towards the
   outcomes it loses: with k = 4 values and outcomes of probabilities 0.7 and 0.3 that are 20 px apart, the rarer
   one's value sits about 0.15 px short of it; an outcome of probability 0.015 20 px away, about 3.6 px short. The
-  prior learns, by cross-entropy, how often each value wins.
+  prior learns, by cross-entropy, how often each value wins. ``relax_by_prior``: a losing value learns from a
+  transition with ``RELAX p(z | s, a)`` instead, so a rare outcome's value is pulled only where the prior expects
+  it (a push that happens only in a gust zone is no longer pulled towards every calm transition of the world).
 - ``gaussian``: continuous low-dimensional ``z`` inferred by an amortised encoder ``q(s, s')`` with noise;
   ``R`` is the KL divergence from ``q`` to a Gaussian prior ``N(mu(s, a), sigma(s, a))`` (noise as the regulariser).
 - ``free``: continuous ``z`` from the amortised encoder, no noise, no ``R`` in the objective (the control that
@@ -68,8 +70,10 @@ class Latent(nn.Module):
     describe the representation, they do not shape it.
     """
 
-    def __init__(self, kind: str, dim: int, state_dim: int, action_dim: int, hidden: int = 256):
+    def __init__(self, kind: str, dim: int, state_dim: int, action_dim: int, hidden: int = 256,
+                 relax_by_prior: bool = False):
         super().__init__()
+        self.relax_by_prior = relax_by_prior
         if kind not in LATENTS[1:]:
             raise ValueError(f"latent kind must be one of {LATENTS[1:]}, got {kind!r}")
         if dim < 1:
@@ -116,7 +120,8 @@ class Latent(nn.Module):
             log_prior = F.log_softmax(self.prior_params(observed, a), dim=-1)
             rows = torch.arange(s.shape[0], device=s.device)
             won = F.one_hot(best, self.dim).to(energy.dtype)
-            weights = won * (1 - RELAX) + (1 - won) * (RELAX / (self.dim - 1)) if self.dim > 1 else won
+            share = RELAX * log_prior.detach().exp() if self.relax_by_prior else RELAX / max(1, self.dim - 1)
+            weights = won * (1 - RELAX) + (1 - won) * share
             return cand[rows, best], (weights * energy).sum(1), -log_prior[rows, best]
         q = self.infer(torch.cat([observed, target], dim=-1).detach())
         p_mu, p_log_std = self.prior_params(observed, a)

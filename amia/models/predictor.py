@@ -30,6 +30,8 @@ class PredictorConfig:
     ``latent_revive`` (discrete only): in the first half of training, every ``REVIVE_EVERY`` steps, a value that
     wins less than this share of the batch's transitions takes a perturbed copy of the most-used one
     (``Latent.revive``); 0 turns it off. Keep it below the rarest outcome's share of the data.
+    ``latent_relax_by_prior`` (discrete only): relaxed winner-take-all gives each losing value a share of a
+    transition in proportion to its prior probability there, not an equal share (``amia.models.latent``).
     """
 
     hidden: int = 512
@@ -39,6 +41,7 @@ class PredictorConfig:
     latent_weight: float = 0.01
     latent_sparsity: float = 0.0
     latent_revive: float = 0.0
+    latent_relax_by_prior: bool = False
 
     def __post_init__(self):
         at_least(self, 1, "hidden", "layers")
@@ -48,6 +51,8 @@ class PredictorConfig:
         at_least(self, 0, "latent_sparsity", "latent_revive")
         check(self.latent_sparsity == 0 or self.latent == "discrete", "latent_sparsity", self.latent_sparsity,
               "0 unless latent=discrete (the cost of a value other than value 0)")
+        check(not self.latent_relax_by_prior or self.latent == "discrete", "latent_relax_by_prior",
+              self.latent_relax_by_prior, "false unless latent=discrete")
         check(self.latent_revive == 0 or (self.latent == "discrete" and self.latent_revive * self.latent_dim < 1),
               "latent_revive", self.latent_revive, "0, or with latent=discrete a share below 1 / latent_dim")
         check((self.latent == "none") == (self.latent_dim == 0), "latent_dim", self.latent_dim,
@@ -60,7 +65,8 @@ class Predictor(nn.Module):
     def __init__(self, cfg: PredictorConfig, state_dim: int, action_dim: int):
         super().__init__()
         self.cfg, self.state_dim, self.action_dim = cfg, state_dim, action_dim
-        self.latent = Latent(cfg.latent, cfg.latent_dim, state_dim, action_dim) if cfg.latent != "none" else None
+        self.latent = (Latent(cfg.latent, cfg.latent_dim, state_dim, action_dim, relax_by_prior=cfg.latent_relax_by_prior)
+                       if cfg.latent != "none" else None)
         self.net = mlp([state_dim + action_dim + cfg.latent_dim] + [cfg.hidden] * cfg.layers + [state_dim])
 
     def forward(self, s: torch.Tensor, a: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
