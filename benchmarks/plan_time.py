@@ -84,7 +84,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--out", default=None)
     args = p.parse_args()
-    from amia.infra.provenance import git_revision, machine
+    from throughput import write_results
+
     from amia.training.world_model import set_threads
 
     set_threads(args.threads)
@@ -94,9 +95,7 @@ def main() -> None:
             rows.append(measure(args.device, size, b, args.repeats))
             print(json.dumps(rows[-1]), flush=True)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"benchmark": "plan_time", "command": " ".join(sys.argv),
-                                              "git_rev": git_revision(), "machine": machine(), "results": rows}, indent=2))
+        write_results(args.out, "plan_time", rows)
 
 
 if __name__ == "__main__":

@@ -78,17 +78,23 @@ def main() -> None:
     p.add_argument("--size", nargs="+", default=["default"], choices=list(SIZES))
     p.add_argument("--out", default=None)
     args = p.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    from amia.infra.provenance import git_revision, machine
+    from amia.training.world_model import set_threads
 
+    set_threads(args.threads)  # --threads, else OMP_NUM_THREADS, else every core, as every amia command
     rows = [measure(args.device, b, args.window, args.steps, args.warmup, size) for size in args.size for b in args.batch]
     for r in rows:
         print(json.dumps(r))
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps({"benchmark": "train_throughput", "command": " ".join(sys.argv),
-                                              "git_rev": git_revision(), "machine": machine(), "results": rows}, indent=2))
+        write_results(args.out, "train_throughput", rows)
+
+
+def write_results(out: str, benchmark: str, rows: list[dict]) -> None:
+    """One JSON file: the benchmark's name, its command line, the revision, the machine and its rows."""
+    from amia.infra.provenance import git_revision, machine
+
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    Path(out).write_text(json.dumps({"benchmark": benchmark, "command": " ".join(sys.argv), "git_rev": git_revision(),
+                                     "machine": machine(), "results": rows}, indent=2))
 
 
 if __name__ == "__main__":
