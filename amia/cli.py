@@ -533,9 +533,11 @@ def describe(error: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run one command; every expected failure is one line ``amia: error: ...`` and exit code 2 (``--debug``: the
     traceback too)."""
+    from amia.infra.host import retain_freed_memory
     from amia.training.loop import TrainingError
 
     args = parse(argv)
+    retain_freed_memory()
     try:
         args.func(args)
     except KeyboardInterrupt:

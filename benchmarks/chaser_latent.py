@@ -145,9 +145,9 @@ def main() -> None:
     p.add_argument("--revive", type=float, default=0.03)
     p.add_argument("--threads", type=int, default=0)
     args = p.parse_args()
+    from amia.infra.host import set_threads
     from amia.infra.provenance import git_revision, machine
     from amia.infra.run_dir import load_model, load_parts
-    from amia.training.world_model import set_threads
 
     set_threads(args.threads)
     model, _ = load_model(args.run)

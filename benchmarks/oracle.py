@@ -31,8 +31,8 @@ def main() -> None:
     args = p.parse_args()
     from amia.eval.protocol import EvalConfig, evaluate_oracle
     from amia.infra.config import apply_overrides
+    from amia.infra.host import set_threads
     from amia.infra.provenance import git_revision, machine
-    from amia.training.world_model import set_threads
 
     set_threads(args.threads)
     result = {"benchmark": "oracle", "command": " ".join(sys.argv), "git_rev": git_revision(), "machine": machine(),

@@ -78,7 +78,7 @@ def main() -> None:
     p.add_argument("--size", nargs="+", default=["default"], choices=list(SIZES))
     p.add_argument("--out", default=None)
     args = p.parse_args()
-    from amia.training.world_model import set_threads
+    from amia.infra.host import set_threads
 
     set_threads(args.threads)  # --threads, else OMP_NUM_THREADS, else every core, as every amia command
     rows = [measure(args.device, b, args.window, args.steps, args.warmup, size) for size in args.size for b in args.batch]

@@ -240,8 +240,8 @@ def evaluate_row(row: str, runs: Path, episodes: int, seed: int, overrides: list
 
 def main() -> None:
     args = parse_args()
+    from amia.infra.host import set_threads
     from amia.infra.provenance import git_revision, machine
-    from amia.training.world_model import set_threads
 
     set_threads(args.threads)
     runs = Path(args.runs)

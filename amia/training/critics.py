@@ -35,6 +35,7 @@ from torch import nn
 from amia.data.dataset import split_episodes
 from amia.data.encode import EncodedTrajectories, encode_dataset
 from amia.infra.config import to_dict
+from amia.infra.host import set_threads
 from amia.infra.provenance import git_revision
 from amia.infra.run_dir import (
     CRITIC2,
@@ -49,7 +50,6 @@ from amia.infra.validate import at_least, check, positive, within
 from amia.models.critic import Critic
 from amia.training.fit import minimise
 from amia.training.loop import TrainingLoop, write_summary
-from amia.training.world_model import set_threads
 
 
 @dataclass

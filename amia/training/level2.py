@@ -21,13 +21,13 @@ import torch
 from amia.data.dataset import split_episodes
 from amia.data.encode import EncodedTrajectories, encode_dataset, window_starts
 from amia.infra.config import to_dict
+from amia.infra.host import set_threads
 from amia.infra.provenance import git_revision
 from amia.infra.run_dir import LEVEL2, LEVEL2_SUMMARY, data_file, finished_level1, load_level2, weights_fingerprint
 from amia.models.jepa import JEPA
 from amia.models.level2 import HJEPAConfig, Level2
 from amia.models.probe import LinearProbe, r2_score
 from amia.training.loop import TrainingLoop, warmup_cosine, write_summary
-from amia.training.world_model import set_threads
 
 
 def train_level2(run_dir: str | Path, cfg: HJEPAConfig | None = None, device: str = "cpu", progress: bool = True,

@@ -22,6 +22,7 @@ from amia.eval.diagnostics import representation_report
 from amia.infra import distributed as dist_utils
 from amia.infra.checkpoint import CheckpointError, atomic_write_text, read_checkpoint
 from amia.infra.config import ConfigError, apply_overrides, from_dict, to_dict
+from amia.infra.host import set_threads
 from amia.infra.provenance import git_revision, machine
 from amia.infra.run_dir import CHECKPOINT, CONFIG, DATA, METRICS, RunError, config_diff, read_config
 from amia.infra.validate import at_least, check_device, positive, refuse_links, within
@@ -93,14 +94,6 @@ def revive_due(cfg: TrainConfig, step: int) -> bool:
 def default_config(env_id: str) -> TrainConfig:
     """The training defaults for a world: ``TrainConfig()`` plus that world's preset overrides."""
     return apply_overrides(TrainConfig(), WORLD_PRESETS.get(env_id, []))
-
-
-def set_threads(threads: int, processes: int = 1) -> None:
-    """Torch's CPU threads: ``threads`` if given, else ``OMP_NUM_THREADS`` if set, else the cores shared among the
-    ``processes`` of this machine."""
-    env = os.environ.get("OMP_NUM_THREADS", "")
-    torch.set_num_threads(threads or (int(env) if env.isdigit() and int(env) > 0 else
-                                      max(1, (os.cpu_count() or 1) // processes)))
 
 
 def load_run_config(run_dir: str | Path) -> tuple[dict, TrainConfig]:
