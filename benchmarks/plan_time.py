@@ -52,7 +52,7 @@ def measure(device: str, size: str, batch: int, repeats: int, steps: int = 200) 
 
     torch.manual_seed(0)
     dev = torch.device(device)
-    model = JEPA(model_config(size), (2, 64, 64), 2).to(dev).eval()
+    model = JEPA(model_config(size), (2, 64, 64), 2).to(dev).eval().requires_grad_(False)  # frozen, as when acting
     ev = EvalConfig()
     cfg, bound, every = ev.planning, 2.45, ev.replan_every
     frames = torch.randint(0, 256, (batch, 2, 64, 64), dtype=torch.uint8, device=dev)

@@ -87,6 +87,24 @@ def test_mode1_policy_init_critic_and_tasks_evaluate(distilled):
         assert away["mean_min_point_distance_px"] >= 12.0
 
 
+def test_mode2_starts_from_the_policy_by_default_once_distilled(distilled, tmp_path):
+    run, _ = distilled
+    plan = PlannerConfig(**{**SMALL_PLAN.__dict__, "policy_iterations": 3})  # warm_iterations=1: tells them apart
+    base = EvalConfig(episodes=2, max_steps=4, replan_every=2, timing_calls=1, planning=plan)
+    # (iterations + 1) * restarts 2 * horizon 4 per re-plan, every 2 steps
+    auto = evaluate(run, base, progress=False)
+    assert auto["policy_init"] is True and auto["predictor_calls_per_step"] == (3 + 1) * 2 * 4 / 2
+    off = evaluate(run, EvalConfig(**{**base.__dict__, "policy_init": False}), progress=False)
+    assert off["policy_init"] is False and off["predictor_calls_per_step"] == (1 + 1) * 2 * 4 / 2
+    other_task = evaluate(run, EvalConfig(**{**base.__dict__, "task": "reach_avoid"}), progress=False)
+    assert other_task["policy_init"] is False  # the policy was distilled for reaching goals only
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("checkpoint.safetensors", "config.json"):
+        shutil.copy(run / name, bare / name)
+    assert evaluate(bare, base, progress=False)["policy_init"] is False  # no policy: plans start as before
+
+
 def test_cli_mode1_needs_a_distilled_policy(distilled, tmp_path, capsys):
     run, _ = distilled
     bare = tmp_path / "bare"

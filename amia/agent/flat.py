@@ -74,6 +74,13 @@ class FlatActor:
     def horizon(self) -> int:
         return self.task.horizon or self.planning.horizon
 
+    @property
+    def plan_settings(self) -> PlannerConfig:
+        """The planner's settings as used: the task's horizon, and re-plans from the policy's proposal refined for
+        ``policy_iterations`` (``policy_init``)."""
+        warm = self.planning.policy_iterations if self.policy_init else self.planning.warm_iterations
+        return dataclasses.replace(self.planning, horizon=self.horizon, warm_iterations=warm)
+
     @torch.no_grad()
     def perceive(self, obs: np.ndarray) -> torch.Tensor:
         """Perception: frames ``uint8 (B, C, H, W)`` -> states ``(B, D)``."""
@@ -95,7 +102,7 @@ class FlatActor:
         predictor (``policy_init``; the previous plan stays a second proposal); a cold start (or ``cold``) uses
         the full iteration budget and its random restarts, the proposals being among them.
         """
-        cfg = dataclasses.replace(self.planning, horizon=self.horizon)
+        cfg = self.plan_settings
         if policy_init:
             if self.policy is None:
                 raise ValueError("policy_init needs a trained policy (run `amia distill`)")
@@ -184,7 +191,8 @@ class FlatActor:
         return {"planner": self.planner if mode2 else "policy", "horizon": self.horizon,
                 "replan_every": self.replan_every, "surprise_watch": self.surprise.enabled,
                 "risk": u.risk if u.active else None, "futures": futures if u.active else None,
-                "predictor_calls_per_step": futures * flat_calls_per_step(self.planner, self.planning, self.replan_every,
+                "policy_init": self.policy_init and mode2,
+                "predictor_calls_per_step": futures * flat_calls_per_step(self.planner, self.plan_settings, self.replan_every,
                                                                           surprise=self.surprise.enabled) if mode2 else None}
 
     def _label(self, s: torch.Tensor, a: torch.Tensor) -> None:

@@ -38,20 +38,22 @@ class AgentConfig:
 
     ``task``: the configurator's task (reach, reach_avoid, keep_away); ``mode`` 2 plans with ``planner``, 1 acts
     with the distilled policy; ``policy_init`` starts every Mode-2 plan from the policy rolled through the
-    predictor; ``critic_weight`` adds the critic's value of the horizon's last state to the cost;
-    ``forbid_weight`` replaces the task's weight of the forbidden-region term (0: plan as if unconstrained), and
-    ``region`` its rectangle ``(x0, y0, x1, y1)`` (e.g. the pit of ``amia/Hazard-v0``).
-    ``replan_every``: steps between re-plans; ``final_weight``: the goal cost's weight on the horizon's last step.
-    ``hierarchical`` acts by hierarchical Mode-2 (reach task only) with the settings ``hierarchy`` (which replace
-    ``replan_every``, ``final_weight`` and ``planning``). ``surprise`` and ``boredom`` (flat Mode-2): exploration
-    where the model was wrong, and the intrinsic cost of lingering away from the goal. ``uncertainty`` (flat
-    Mode-2, a run trained with a latent): sampled futures and the risk measure that combines them.
+    predictor and refines it for ``planning.policy_iterations`` (None, the default: whenever the run has a
+    distilled policy, in flat Mode-2 on the reach task; false: never); ``critic_weight`` adds the critic's value
+    of the horizon's last state to the cost; ``forbid_weight`` replaces the task's weight of the forbidden-region
+    term (0: plan as if unconstrained), and ``region`` its rectangle ``(x0, y0, x1, y1)`` (e.g. the pit of
+    ``amia/Hazard-v0``). ``replan_every``: steps between re-plans; ``final_weight``: the goal cost's weight on the
+    horizon's last step. ``hierarchical`` acts by hierarchical Mode-2 (reach task only) with the settings
+    ``hierarchy`` (which replace ``replan_every``, ``final_weight`` and ``planning``). ``surprise`` and
+    ``boredom`` (flat Mode-2): exploration where the model was wrong, and the intrinsic cost of lingering away
+    from the goal. ``uncertainty`` (flat Mode-2, a run trained with a latent): sampled futures and the risk
+    measure that combines them.
     """
 
     planner: str = "gd"
     task: str = "reach"
     mode: int = 2
-    policy_init: bool = False
+    policy_init: bool | None = None
     critic_weight: float = 0.0
     forbid_weight: float | None = None
     region: tuple[float, float, float, float] | None = None
@@ -92,6 +94,14 @@ class AgentConfig:
         if self.hierarchical or self.mode != 2:
             raise AgentError(f"{what} acts in flat Mode-2 (hierarchical=false, mode=2)")
 
+    def starts_from_policy(self, parts: dict) -> bool:
+        """Whether Mode-2 plans start from the policy: ``policy_init`` if set, else (``None``) whenever ``parts`` hold
+        a distilled policy and the agent plans the reach task in flat Mode-2 without uncertainty."""
+        if self.policy_init is not None:
+            return self.policy_init
+        return ("policy" in parts and self.mode == 2 and not self.hierarchical and self.task == "reach"
+                and not self.uncertainty.active)
+
     def task_config(self) -> TaskConfig:
         """The configurator's task for these settings (mode, critic weight, final weight, horizon)."""
         changes = {} if self.forbid_weight is None else {"forbid_weight": self.forbid_weight}
@@ -125,7 +135,7 @@ def build_actor(model: JEPA, cfg: AgentConfig, bound: float, device: torch.devic
     ``label_span``, ``first_episode``: ``FlatActor``)."""
     parts = {k: v for k, v in (parts or {}).items() if v is not None}
     task = cfg.task_config()
-    needs = [("policy", cfg.mode == 1 or cfg.policy_init), ("critic", bool(cfg.critic_weight)),
+    needs = [("policy", cfg.mode == 1 or bool(cfg.policy_init)), ("critic", bool(cfg.critic_weight)),
              ("position", bool(task.forbid_weight or task.away_weight or task.evade_weight))]
     missing = [name for name, needed in needs if needed and name not in parts]
     if missing:
@@ -145,7 +155,7 @@ def build_actor(model: JEPA, cfg: AgentConfig, bound: float, device: torch.devic
                                   critic2=None if critic2 is None else frozen(critic2, device))
     else:
         parts = {k: (v.to(device) if isinstance(v, torch.nn.Module) else v) for k, v in parts.items()}
-        actor = FlatActor(model, task, cfg.planner, cfg.planning, bound, cfg.replan_every, cfg.policy_init,
+        actor = FlatActor(model, task, cfg.planner, cfg.planning, bound, cfg.replan_every, cfg.starts_from_policy(parts),
                           surprise=cfg.surprise, boredom=cfg.boredom, **parts, **learning)
     return actor if box is None else BoxedActor(actor, box)
 

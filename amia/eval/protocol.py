@@ -112,7 +112,7 @@ def evaluate_actor(actor: Actor, env_id: str, cfg: EvalConfig, progress: bool = 
     decision times at batch size 1 (``amia.eval.timing``), and the whole resolved ``config``."""
     out = run_protocol(actor, env_id, cfg, progress)
     d = out["final_distance"]
-    r = {"env": env_id, "task": cfg.task, "mode": cfg.mode, **actor.describe(), "policy_init": cfg.policy_init,
+    r = {"env": env_id, "task": cfg.task, "mode": cfg.mode, "policy_init": False, **actor.describe(),
          "critic_weight": cfg.critic_weight, "hierarchical": cfg.hierarchical, "episodes": cfg.episodes,
          "seed": cfg.seed, "max_steps": cfg.steps(env_id), "success_rate": float(np.mean(out["success"])),
          "strict_success_rate": float(np.mean(out["ever_strict"])), "mean_final_distance_px": float(np.mean(d)),

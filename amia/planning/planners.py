@@ -27,23 +27,25 @@ class PlannerConfig:
     """Settings of every planner (each uses the fields it needs).
 
     ``iterations`` is the number of optimisation steps of a cold start; a warm-started re-plan uses
-    ``warm_iterations``. ``samples`` candidates per iteration for CEM / MPPI (``elites`` of them for CEM);
-    ``temperature`` of MPPI is in units of the energy spread of the ``elites`` best candidates. Exploration noise (and the
-    random restarts of gradient descent) is drawn at one knot every ``knot_every`` steps and interpolated
-    linearly in between: smooth sequences travel far, where per-step noise only jitters in place.
-    ``explore_fraction`` of the sampling candidates are drawn uniformly in the box rather than around the
-    mean, so a re-plan can still leave a local minimum (a wall between agent and goal). ``populations``
-    splits the samplers' candidates into that many independent Gaussians (the first around the warm start,
-    the others around smooth random sequences), the sampling counterpart of gradient restarts: a population
-    that finds the door converges there without being averaged away by the others. ``effort`` weights
-    an intrinsic cost on the mean squared action (in units of the bound), the paper's energy expenditure:
-    it breaks ties toward staying still once the goal is reached. ``restarts`` parallel starts and
-    Adam step ``lr`` (in units of the bound) for gradient descent. ``refine`` gradient steps after sampling (hybrid).
+    ``warm_iterations``, and one that starts from the distilled policy's proposal ``policy_iterations``.
+    ``samples`` candidates per iteration for CEM / MPPI (``elites`` of them for CEM); ``temperature`` of MPPI is
+    in units of the energy spread of the ``elites`` best candidates. Exploration noise (and the random restarts of
+    gradient descent) is drawn at one knot every ``knot_every`` steps and interpolated linearly in between: smooth
+    sequences travel far, where per-step noise only jitters in place. ``explore_fraction`` of the sampling
+    candidates are drawn uniformly in the box rather than around the mean, so a re-plan can still leave a local
+    minimum (a wall between agent and goal). ``populations`` splits the samplers' candidates into that many
+    independent Gaussians (the first around the warm start, the others around smooth random sequences), the
+    sampling counterpart of gradient restarts: a population that finds the door converges there without being
+    averaged away by the others. ``effort`` weights an intrinsic cost on the mean squared action (in units of the
+    bound), the paper's energy expenditure: it breaks ties toward staying still once the goal is reached.
+    ``restarts`` parallel starts and Adam step ``lr`` (in units of the bound) for gradient descent. ``refine``
+    gradient steps after sampling (hybrid).
     """
 
     horizon: int = 32
     iterations: int = 10
     warm_iterations: int = 4
+    policy_iterations: int = 1
     samples: int = 128
     elites: int = 12
     temperature: float = 0.3
@@ -59,7 +61,7 @@ class PlannerConfig:
 
     def __post_init__(self):
         at_least(self, 1, "horizon", "iterations", "samples", "elites", "restarts", "knot_every", "populations")
-        at_least(self, 0, "warm_iterations", "refine", "min_std", "effort")
+        at_least(self, 0, "warm_iterations", "policy_iterations", "refine", "min_std", "effort")
         positive(self, "temperature", "init_std", "lr")
         within(self, "explore_fraction", 0, 1)
 
