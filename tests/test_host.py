@@ -17,7 +17,7 @@ def faults():
     return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 torch.empty(5 << 20).fill_(1.0)  # 20 MB: above glibc's default threshold for returning memory to the kernel
 before = faults()
-for _ in range(20):
+for _ in range(40):
     torch.empty(5 << 20).fill_(1.0)
 print(faults() - before)
 """
@@ -32,8 +32,9 @@ def _faults(mode: str) -> int:
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
 def test_retained_memory_is_reused_without_page_faults():
     default, retained = _faults("default"), _faults("retain")
-    assert default > 20 * 1000  # every 20 MB block faults its pages in again (some 2,000 faults a block here)
-    assert retained < default / 4  # measured: 40,957 against 5,120 (the first block only)
+    assert default > 20_000  # the 20 MB blocks fault their pages in again (40 blocks: 46,077 faults here)
+    # retained: the first one or two blocks fault (5,120 pages each), the other allocations reuse them
+    assert retained <= 3 * 5120 and retained < default / 4
     assert retain_freed_memory()  # and setting it twice is harmless
 
 
