@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from amia.agent.surprise import SurpriseConfig
 from amia.cli import main as cli_main
 from amia.data.collect import CollectConfig, collect
 from amia.eval.protocol import EvalConfig, evaluate
@@ -89,13 +90,17 @@ def test_mode1_policy_init_critic_and_tasks_evaluate(distilled):
 
 def test_mode2_starts_from_the_policy_by_default_once_distilled(distilled, tmp_path):
     run, _ = distilled
-    plan = PlannerConfig(**{**SMALL_PLAN.__dict__, "policy_iterations": 3})  # warm_iterations=1: tells them apart
+    # warm_iterations=1 and restarts=2 tell the budgets apart
+    plan = PlannerConfig(**{**SMALL_PLAN.__dict__, "policy_iterations": 3, "policy_restarts": 3})
     base = EvalConfig(episodes=2, max_steps=4, replan_every=2, timing_calls=1, planning=plan)
-    # (iterations + 1) * restarts 2 * horizon 4 per re-plan, every 2 steps
+    # (iterations + 1) * restarts * horizon 4 per re-plan, every 2 steps, plus the surprise check's call per step
     auto = evaluate(run, base, progress=False)
-    assert auto["policy_init"] is True and auto["predictor_calls_per_step"] == (3 + 1) * 2 * 4 / 2
+    assert auto["policy_init"] is True and auto["surprise_watch"] is True
+    assert auto["predictor_calls_per_step"] == (3 + 1) * 3 * 4 / 2 + 1
     off = evaluate(run, EvalConfig(**{**base.__dict__, "policy_init": False}), progress=False)
-    assert off["policy_init"] is False and off["predictor_calls_per_step"] == (1 + 1) * 2 * 4 / 2
+    assert off["policy_init"] is False and off["predictor_calls_per_step"] == (1 + 1) * 2 * 4 / 2 + 1
+    assert evaluate(run, EvalConfig(**{**base.__dict__, "surprise": SurpriseConfig(enabled=False)}),
+                    progress=False)["predictor_calls_per_step"] == (3 + 1) * 3 * 4 / 2
     other_task = evaluate(run, EvalConfig(**{**base.__dict__, "task": "reach_avoid"}), progress=False)
     assert other_task["policy_init"] is False  # the policy was distilled for reaching goals only
     bare = tmp_path / "bare"

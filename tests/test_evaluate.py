@@ -123,11 +123,14 @@ def test_gif_and_plot_are_written(tmp_path):
 def test_evaluate_reports_the_surprise_watch_and_counts_its_predictor_call():
     from amia.agent.surprise import SurpriseConfig
 
-    cfg = EvalConfig(**{**FAST.__dict__, "timing_calls": 0})
+    cfg = EvalConfig(**{**FAST.__dict__, "timing_calls": 0, "surprise": SurpriseConfig(enabled=False)})
     plain = evaluate(tiny_model(), "amia/TwoRooms-v0", cfg, progress=False)
-    watched = evaluate(tiny_model(), "amia/TwoRooms-v0", EvalConfig(**{**cfg.__dict__, "surprise": SurpriseConfig(
-        enabled=True)}), progress=False)
+    watched = evaluate(tiny_model(), "amia/TwoRooms-v0", EvalConfig(**{**cfg.__dict__, "surprise": SurpriseConfig()}),
+                       progress=False)  # on by default for the reach task
     assert "surprises" not in plain and watched["predictor_calls_per_step"] == plain["predictor_calls_per_step"] + 1
+    default = EvalConfig(**{**cfg.__dict__, "surprise": SurpriseConfig()})
+    assert [EvalConfig(**{**default.__dict__, "task": task}).watches_surprise() for task in ("reach", "reach_avoid",
+                                                                                             "keep_away")] == [True, False, False]
     explored = round(watched["explored_step_fraction"] * cfg.episodes * cfg.max_steps)
     assert watched["surprises"] <= explored <= watched["surprises"] * SurpriseConfig().steps  # 1..steps per surprise
 

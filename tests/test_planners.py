@@ -68,6 +68,24 @@ def test_a_good_proposal_among_several_is_kept(name):
         plan(name, integrator, cost, s0, torch.zeros(5, 2), 1.0, cfg)
 
 
+@pytest.mark.parametrize("name", PLANNERS)
+@pytest.mark.parametrize("populations", [1, 3])
+def test_zero_iterations_return_the_lowest_energy_proposal(name, populations):
+    """A warm re-plan with no iteration scores its proposals and keeps the best, per episode, unchanged (the
+    policy-started re-plan's default); with one population the samplers (hybrid too) see only the first."""
+    s0 = torch.tensor([[0.0, 0.0], [1.0, 2.0]])
+    goal = torch.tensor([[3.0, -1.5], [1.5, 2.0]])
+    cost = GoalDistance(goal, final_weight=1.0)
+    best, still = optimal_actions(s0, goal, 5, 1.0), torch.zeros(2, 5, 2)
+    first, second = torch.stack([best[0], still[1]]), torch.stack([still[0], best[1]])  # each episode's best differs
+    cfg = PlannerConfig(**{**CFG.__dict__, "warm_iterations": 0, "refine": 0, "populations": populations, "restarts": 2})
+    result = plan(name, integrator, cost, s0, torch.stack([first, second], dim=1), 1.0, cfg, warm=True,
+                  generator=torch.Generator().manual_seed(0))
+    expected = first if populations == 1 and name != "gd" else best
+    assert torch.equal(result.actions, expected)
+    assert torch.allclose(result.energy, cost(integrator(s0, expected)))
+
+
 @pytest.mark.parametrize("name", ["cem", "mppi"])
 def test_sampling_populations_keep_each_episode_its_own_goal(name):
     """With 4 populations per episode the batch is reshaped to (B * 4): each episode must still be planned

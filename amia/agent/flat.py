@@ -76,10 +76,12 @@ class FlatActor:
 
     @property
     def plan_settings(self) -> PlannerConfig:
-        """The planner's settings as used: the task's horizon, and re-plans from the policy's proposal refined for
-        ``policy_iterations`` (``policy_init``)."""
-        warm = self.planning.policy_iterations if self.policy_init else self.planning.warm_iterations
-        return dataclasses.replace(self.planning, horizon=self.horizon, warm_iterations=warm)
+        """The planner's settings as used: the task's horizon, and re-plans from the policy's proposal with
+        ``policy_restarts`` starts refined for ``policy_iterations`` (``policy_init``)."""
+        p = self.planning
+        if not self.policy_init:
+            return dataclasses.replace(p, horizon=self.horizon)
+        return dataclasses.replace(p, horizon=self.horizon, warm_iterations=p.policy_iterations, restarts=p.policy_restarts)
 
     @torch.no_grad()
     def perceive(self, obs: np.ndarray) -> torch.Tensor:

@@ -7,6 +7,8 @@ level 2 and its critic) and returns the actor that those settings describe (``am
 
 from __future__ import annotations
 
+import dataclasses
+
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,9 +46,9 @@ class AgentConfig:
     term (0: plan as if unconstrained), and ``region`` its rectangle ``(x0, y0, x1, y1)`` (e.g. the pit of
     ``amia/Hazard-v0``). ``replan_every``: steps between re-plans; ``final_weight``: the goal cost's weight on the
     horizon's last step. ``hierarchical`` acts by hierarchical Mode-2 (reach task only) with the settings
-    ``hierarchy`` (which replace ``replan_every``, ``final_weight`` and ``planning``). ``surprise`` and
-    ``boredom`` (flat Mode-2): exploration where the model was wrong, and the intrinsic cost of lingering away
-    from the goal. ``uncertainty`` (flat Mode-2, a run trained with a latent): sampled futures and the risk
+    ``hierarchy`` (which replace ``replan_every``, ``final_weight`` and ``planning``). ``surprise`` (flat Mode-2 and
+    Mode-1): exploration where the model was wrong (``surprise.enabled`` None, the default: on for the reach
+    task without uncertainty); ``boredom`` (flat Mode-2): the intrinsic cost of lingering away from the goal. ``uncertainty`` (flat Mode-2, a run trained with a latent): sampled futures and the risk
     measure that combines them.
     """
 
@@ -102,6 +104,13 @@ class AgentConfig:
         return ("policy" in parts and self.mode == 2 and not self.hierarchical and self.task == "reach"
                 and not self.uncertainty.active)
 
+    def watches_surprise(self) -> bool:
+        """Whether the flat actor runs the surprise watch: ``surprise.enabled`` if set, else (``None``) on the reach
+        task without uncertainty (a world that pushes the agent at random would surprise it without a model error)."""
+        if self.surprise.enabled is not None:
+            return self.surprise.enabled
+        return self.task == "reach" and not self.uncertainty.active
+
     def task_config(self) -> TaskConfig:
         """The configurator's task for these settings (mode, critic weight, final weight, horizon)."""
         changes = {} if self.forbid_weight is None else {"forbid_weight": self.forbid_weight}
@@ -156,7 +165,8 @@ def build_actor(model: JEPA, cfg: AgentConfig, bound: float, device: torch.devic
     else:
         parts = {k: (v.to(device) if isinstance(v, torch.nn.Module) else v) for k, v in parts.items()}
         actor = FlatActor(model, task, cfg.planner, cfg.planning, bound, cfg.replan_every, cfg.starts_from_policy(parts),
-                          surprise=cfg.surprise, boredom=cfg.boredom, **parts, **learning)
+                          surprise=dataclasses.replace(cfg.surprise, enabled=cfg.watches_surprise()), boredom=cfg.boredom,
+                          **parts, **learning)
     return actor if box is None else BoxedActor(actor, box)
 
 

@@ -35,13 +35,14 @@ from amia.infra.validate import at_least, one_of, within
 
 @dataclass
 class SurpriseConfig:
-    """``enabled``: watch for surprise at all; ``every``: the window, in steps (0: the actor's re-plan interval);
+    """``enabled``: watch for surprise at all (None: the actor's default, ``AgentConfig.watches_surprise``);
+    ``every``: the window, in steps (0: the actor's re-plan interval);
     ``ratio``: perceived motion under this fraction of the predicted motion is a surprise; ``command``: the least
     net commanded displacement, as a fraction of ``every * bound``, for the test to apply (an agent that asked
     to stay put cannot be surprised that it did); ``steps``: exploratory steps per surprise; ``explore``: where
     they go, ``random`` or ``back_off`` (module docstring; 2-D actions)."""
 
-    enabled: bool = False
+    enabled: bool | None = None
     every: int = 0
     ratio: float = 0.3
     command: float = 0.3

@@ -27,7 +27,9 @@ class PlannerConfig:
     """Settings of every planner (each uses the fields it needs).
 
     ``iterations`` is the number of optimisation steps of a cold start; a warm-started re-plan uses
-    ``warm_iterations``, and one that starts from the distilled policy's proposal ``policy_iterations``.
+    ``warm_iterations``, and one that starts from the distilled policy's proposal ``policy_iterations`` with
+    ``policy_restarts`` gradient starts (0 iterations: the proposals and the random starts are scored by their
+    energy and the best is kept, one roll-out in all).
     ``samples`` candidates per iteration for CEM / MPPI (``elites`` of them for CEM); ``temperature`` of MPPI is
     in units of the energy spread of the ``elites`` best candidates. Exploration noise (and the random restarts of
     gradient descent) is drawn at one knot every ``knot_every`` steps and interpolated linearly in between: smooth
@@ -45,7 +47,8 @@ class PlannerConfig:
     horizon: int = 32
     iterations: int = 10
     warm_iterations: int = 4
-    policy_iterations: int = 1
+    policy_iterations: int = 0
+    policy_restarts: int = 4
     samples: int = 128
     elites: int = 12
     temperature: float = 0.3
@@ -60,7 +63,8 @@ class PlannerConfig:
     effort: float = 0.0
 
     def __post_init__(self):
-        at_least(self, 1, "horizon", "iterations", "samples", "elites", "restarts", "knot_every", "populations")
+        at_least(self, 1, "horizon", "iterations", "samples", "elites", "restarts", "policy_restarts", "knot_every",
+                 "populations")
         at_least(self, 0, "warm_iterations", "policy_iterations", "refine", "min_std", "effort")
         positive(self, "temperature", "init_std", "lr")
         within(self, "explore_fraction", 0, 1)
@@ -188,6 +192,8 @@ def _sampling_plan(rollout: Rollout, cost: CostFn, s0: torch.Tensor, init: torch
         mean, std = refit(cand, e, cfg)
         std = std.clamp_min(cfg.min_std * bound)
         best = _merge(best, _best(cand, e))
+    if best is None:  # no iteration: the starting plans, scored
+        best = _best(mean[:, None], energy(mean[:, None]))
     if p > 1:
         best = _best(best.actions.unflatten(0, (-1, p)), best.energy.unflatten(0, (-1, p)))
     return best

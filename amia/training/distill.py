@@ -28,6 +28,7 @@ from tqdm import tqdm
 from amia.agent.episodes import run_episodes
 from amia.agent.load import AgentConfig, build_actor, frozen
 from amia.agent.memory import ShortTermMemory
+from amia.agent.surprise import SurpriseConfig
 from amia.cost.configurator import build_cost, configure
 from amia.envs import SUCCESS_RADIUS, evaluation_set, make_world, start_episodes
 from amia.eval.diagnostics import fit_position_probe
@@ -114,8 +115,10 @@ def train_critic(memory: ShortTermMemory, dim: int, cfg: CriticConfig, seed: int
 def _act_and_label(model: JEPA, env_id: str, cfg: DistillConfig, r: int, policy: Policy, position: LinearProbe,
                    memory: ShortTermMemory, progress: bool) -> tuple[dict, float]:
     """Round ``r``: Mode-2 (round 0) or the policy (later rounds) on fresh training episodes, every state labelled
-    by Mode-2 and written to memory; returns the labels and the behaviour's success rate."""
-    acting = AgentConfig(planner=cfg.planner, mode=1 if r else 2, replan_every=cfg.replan_every, planning=cfg.planning)
+    by Mode-2 and written to memory; returns the labels and the behaviour's success rate. The surprise watch stays
+    off: where the policy stalls against a wall is where its next round needs the planner's labels."""
+    acting = AgentConfig(planner=cfg.planner, mode=1 if r else 2, replan_every=cfg.replan_every, planning=cfg.planning,
+                         surprise=SurpriseConfig(enabled=False))
     actor = build_actor(model, acting, make_world(env_id, 1).spec.max_step, "cpu",
                         {"policy": policy if r else None, "position": position}, memory=memory,
                         label_span=cfg.label_span, first_episode=r * cfg.episodes)

@@ -1,0 +1,91 @@
+"""TwoRooms re-planning at the default settings (issue 20, points 1 and 2): success and decision time, one JSON.
+
+    python benchmarks/replan.py --run runs/demo --parts screen --out benchmarks/results/replan_screen_cpu.json
+    python benchmarks/replan.py --run runs/demo --parts default --seeds 0 7 --out benchmarks/results/replan_cpu.json
+
+The run is a `make demo`-equivalent training followed by `amia distill` (so Mode-2 starts from the policy).
+
+Parts:
+- ``screen``: on the tuning seed only (``--tune-seed``, never a reported one), success and median time per
+  re-plan for each budget of the policy-started re-plan: ``planning.policy_restarts`` x
+  ``planning.policy_iterations``.
+  The defaults are chosen from this part.
+- ``default``: on each reported seed (``--seeds``), what `amia eval --run RUN --seed S` does (the default
+  planner) and Mode-1 (`--mode 1`), both timed in this process at batch size 1, with the ratio of their
+  decision time per action.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+PARTS = ("screen", "default")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", required=True)
+    p.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
+    p.add_argument("--episodes", type=int, default=200)
+    p.add_argument("--tune-seed", type=int, default=5)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 7])
+    p.add_argument("--policy-restarts", type=int, nargs="+", default=[2, 4, 8, 16])
+    p.add_argument("--policy-iterations", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: OMP_NUM_THREADS, else every core)")
+    p.add_argument("--out", default="benchmarks/results/replan.json")
+    args = p.parse_args()
+
+    from amia.eval.protocol import EvalConfig, evaluate
+    from amia.infra.host import set_threads
+    from amia.infra.provenance import git_revision, machine
+
+    set_threads(args.threads)
+    if args.tune_seed in args.seeds:
+        p.error(f"--tune-seed {args.tune_seed} is also a reported seed: settings chosen on it would not be measured")
+    results: dict[str, list] = {}
+
+    def run(name: str, seed: int, **changes) -> dict:
+        planning = changes.pop("planning", {})
+        base = EvalConfig(episodes=args.episodes, seed=seed)
+        cfg = dataclasses.replace(base, planning=dataclasses.replace(base.planning, **planning), **changes)
+        t0 = time.time()
+        r = evaluate(args.run, cfg, "cpu", progress=False)
+        r.pop("final_distance_px", None)
+        r.update(name=name, eval_seconds=round(time.time() - t0, 1), policy_restarts=cfg.planning.policy_restarts,
+                 policy_iterations=cfg.planning.policy_iterations)
+        print(json.dumps(r), flush=True)
+        return r
+
+    def save() -> None:  # after every row, so an interrupted run keeps what it measured
+        out = {"benchmark": "replan", "command": " ".join(["benchmarks/replan.py", *sys.argv[1:]]), "run": args.run,
+               "git_rev": git_revision(), "machine": machine(), "results": results}
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(out, indent=2))
+
+    if "screen" in args.parts:
+        results["screen"] = []
+        for restarts in args.policy_restarts:
+            for its in args.policy_iterations:
+                results["screen"].append(run(f"r{restarts}_p{its}", args.tune_seed,
+                                             planning={"policy_restarts": restarts, "policy_iterations": its}))
+                save()
+    if "default" in args.parts:
+        results["default"] = []
+        for seed in args.seeds:
+            m2, m1 = run(f"mode2_default_seed{seed}", seed), run(f"mode1_seed{seed}", seed, mode=1)
+            results["default"] += [m2, m1, {"seed": seed, "speedup_per_action": m2["ms_per_action_mean"]
+                                            / m1["ms_per_action_mean"]}]
+            save()
+    save()
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
