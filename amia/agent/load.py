@@ -8,7 +8,6 @@ level 2 and its critic) and returns the actor that those settings describe (``am
 from __future__ import annotations
 
 import dataclasses
-
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -48,8 +47,9 @@ class AgentConfig:
     horizon's last step. ``hierarchical`` acts by hierarchical Mode-2 (reach task only) with the settings
     ``hierarchy`` (which replace ``replan_every``, ``final_weight`` and ``planning``). ``surprise`` (flat Mode-2 and
     Mode-1): exploration where the model was wrong (``surprise.enabled`` None, the default: on for the reach
-    task without uncertainty); ``boredom`` (flat Mode-2): the intrinsic cost of lingering away from the goal. ``uncertainty`` (flat Mode-2, a run trained with a latent): sampled futures and the risk
-    measure that combines them.
+    task without uncertainty); ``boredom`` (flat Mode-2): the intrinsic cost of lingering away from the goal.
+    ``uncertainty`` (flat Mode-2, a run trained with a latent): sampled futures and the risk measure that combines
+    them.
     """
 
     planner: str = "gd"
