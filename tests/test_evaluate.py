@@ -125,12 +125,15 @@ def test_evaluate_reports_the_surprise_watch_and_counts_its_predictor_call():
 
     cfg = EvalConfig(**{**FAST.__dict__, "timing_calls": 0, "surprise": SurpriseConfig(enabled=False)})
     plain = evaluate(tiny_model(), "amia/TwoRooms-v0", cfg, progress=False)
-    watched = evaluate(tiny_model(), "amia/TwoRooms-v0", EvalConfig(**{**cfg.__dict__, "surprise": SurpriseConfig()}),
-                       progress=False)  # on by default for the reach task
+    watched = evaluate(tiny_model(), "amia/TwoRooms-v0",
+                       EvalConfig(**{**cfg.__dict__, "surprise": SurpriseConfig(enabled=True)}), progress=False)
     assert "surprises" not in plain and watched["predictor_calls_per_step"] == plain["predictor_calls_per_step"] + 1
     default = EvalConfig(**{**cfg.__dict__, "surprise": SurpriseConfig()})
-    assert [EvalConfig(**{**default.__dict__, "task": task}).watches_surprise() for task in ("reach", "reach_avoid",
-                                                                                             "keep_away")] == [True, False, False]
+    assert evaluate(tiny_model(), "amia/TwoRooms-v0", default, progress=False)["surprise_watch"] is False
+    # on by default only for the reach task when the actor acts from a policy (Mode-1 or policy-started Mode-2)
+    assert [EvalConfig(**{**default.__dict__, "task": task}).watches_surprise(from_policy)
+            for task in ("reach", "reach_avoid", "keep_away") for from_policy in (True, False)] == [
+        True, False, False, False, False, False]
     explored = round(watched["explored_step_fraction"] * cfg.episodes * cfg.max_steps)
     assert watched["surprises"] <= explored <= watched["surprises"] * SurpriseConfig().steps  # 1..steps per surprise
 
