@@ -17,10 +17,7 @@ Parts:
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -43,28 +40,18 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from amia.eval.protocol import EvalConfig, evaluate
-    from amia.infra.provenance import git_revision, machine
+    from amia.eval.protocol import EvalConfig
+    from benchmarks.eval_rows import eval_row, write_results
 
     base = EvalConfig(episodes=args.episodes)
     full_cold, full_warm = base.planning.iterations, base.planning.warm_iterations
     results: dict[str, list] = {}
 
     def run(name: str, **changes) -> dict:
-        planning = changes.pop("planning", {})
-        cfg = dataclasses.replace(base, planning=dataclasses.replace(base.planning, **planning), **changes)
-        t0 = time.time()
-        r = evaluate(args.run, cfg, args.device, progress=False)
-        r.update(name=name, eval_seconds=round(time.time() - t0, 1), iterations=cfg.planning.iterations,
-                 warm_iterations=cfg.planning.warm_iterations)
-        print(json.dumps(r), flush=True)
-        return r
+        return eval_row(args.run, base, name, args.device, fields=("iterations", "warm_iterations"), **changes)
 
-    def save() -> None:  # after every part, so an interrupted run keeps what it measured
-        out = {"benchmark": "agent", "command": " ".join(["benchmarks/agent.py", *sys.argv[1:]]), "run": args.run,
-               "git_rev": git_revision(), "machine": machine(), "results": results}
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(out, indent=2))
+    def save() -> None:
+        write_results(args.out, "agent", args.run, results)
 
     if "mode1" in args.parts:
         m2, m1 = run("mode2_default"), run("mode1_policy", mode=1)

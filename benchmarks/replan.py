@@ -18,10 +18,7 @@ Parts:
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -42,9 +39,9 @@ def main() -> None:
     p.add_argument("--out", default="benchmarks/results/replan.json")
     args = p.parse_args()
 
-    from amia.eval.protocol import EvalConfig, evaluate
+    from amia.eval.protocol import EvalConfig
     from amia.infra.host import set_threads
-    from amia.infra.provenance import git_revision, machine
+    from benchmarks.eval_rows import eval_row, write_results
 
     set_threads(args.threads)
     if args.tune_seed in args.seeds:
@@ -52,22 +49,11 @@ def main() -> None:
     results: dict[str, list] = {}
 
     def run(name: str, seed: int, **changes) -> dict:
-        planning = changes.pop("planning", {})
-        base = EvalConfig(episodes=args.episodes, seed=seed)
-        cfg = dataclasses.replace(base, planning=dataclasses.replace(base.planning, **planning), **changes)
-        t0 = time.time()
-        r = evaluate(args.run, cfg, "cpu", progress=False)
-        r.pop("final_distance_px", None)
-        r.update(name=name, eval_seconds=round(time.time() - t0, 1), policy_restarts=cfg.planning.policy_restarts,
-                 policy_iterations=cfg.planning.policy_iterations)
-        print(json.dumps(r), flush=True)
-        return r
+        return eval_row(args.run, EvalConfig(episodes=args.episodes, seed=seed), name,
+                        fields=("policy_restarts", "policy_iterations"), **changes)
 
-    def save() -> None:  # after every row, so an interrupted run keeps what it measured
-        out = {"benchmark": "replan", "command": " ".join(["benchmarks/replan.py", *sys.argv[1:]]), "run": args.run,
-               "git_rev": git_revision(), "machine": machine(), "results": results}
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(out, indent=2))
+    def save() -> None:
+        write_results(args.out, "replan", args.run, results)
 
     if "screen" in args.parts:
         results["screen"] = []
