@@ -64,7 +64,8 @@ class HierarchyConfig:
     that level 2's plan heads for the goal from its first step (its subgoals lead, and the goal switch reads
     its early states). ``switch_distance``: the goal-switch threshold (module docstring). ``critic_weight``: the
     level-2 critic's weight in level 2's cost. ``surprise``: exploration where level 1's world model was wrong
-    (``amia.agent.surprise``; on by default, checked at every level-1 re-plan).
+    (``amia.agent.surprise``; on by default, checked at every level-1 re-plan, 2 exploratory steps per surprise:
+    on the maze's tuning seed 3, 4 steps led 6 of 100 episodes away from goals they had reached, 0.93 -> 0.98).
     """
 
     level1: PlannerConfig = field(default_factory=lambda: PlannerConfig(horizon=24))
@@ -79,7 +80,7 @@ class HierarchyConfig:
     level2_final_weight: float = 5.0
     switch_distance: float = 0.3
     critic_weight: float = 1.0
-    surprise: SurpriseConfig = field(default_factory=lambda: SurpriseConfig(enabled=True))
+    surprise: SurpriseConfig = field(default_factory=lambda: SurpriseConfig(enabled=True, steps=2))
 
     def __post_init__(self):
         one_of(self, "planner2", ("", *PLANNERS))
