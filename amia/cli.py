@@ -158,7 +158,8 @@ def cmd_eval(args) -> None:
         return cmd_eval_goal_frame(args)
     risk = [f"uncertainty.{k}={v}" for k, v in (("risk", args.risk), ("futures", args.futures)) if v is not None]
     base = _config(EvalConfig, args, risk + args.overrides, episodes=args.episodes, seed=args.seed, task=args.task,
-                   mode=args.mode, policy_init=args.policy_init or None, critic_weight=args.critic_weight,
+                   mode=1 if args.reflex else args.mode, reflex=args.reflex or None,
+                   policy_init=args.policy_init or None, critic_weight=args.critic_weight,
                    hierarchical=args.hierarchical or None,
                    planner=None if args.planner in (None, "all") else args.planner)
     check_device(args.device)
@@ -201,8 +202,8 @@ def cmd_eval_goal_frame(args) -> None:
     from amia.agent.load import AgentConfig
     from amia.eval.goal_frame import GoalFrameConfig, goal_frame
 
-    agent = _config(AgentConfig, args, args.overrides, task=args.task, mode=args.mode,
-                    policy_init=args.policy_init or None, critic_weight=args.critic_weight,
+    agent = _config(AgentConfig, args, args.overrides, task=args.task, mode=1 if args.reflex else args.mode,
+                    reflex=args.reflex or None, policy_init=args.policy_init or None, critic_weight=args.critic_weight,
                     hierarchical=args.hierarchical or None, planner=args.planner)
     cfg = GoalFrameConfig(episodes=args.episodes or 100, seed=args.seed if args.seed is not None else 0,
                           offset=args.offset, budget=args.budget)
@@ -251,6 +252,19 @@ def cmd_distill(args) -> None:
         print(f"amortised policy: Mode-2's energy of its roll-outs {summary['amortise_energy_first']:.3f} -> "
               f"{summary['amortise_energy_last']:.3f} on {summary['amortise_states']} states from memory")
     print(f"wrote {args.run}/policy.safetensors, critic.safetensors, probe.safetensors, distill.json")
+
+
+def cmd_reflex(args) -> None:
+    """Compile the run's Mode-1 policy into its reflex (``amia.training.reflex``; saved in the run directory)."""
+    from amia.training.reflex import ReflexTrainConfig, train_reflex
+
+    cfg = _config(ReflexTrainConfig, args, args.overrides, rounds=args.rounds, episodes=args.episodes)
+    summary = train_reflex(args.run, cfg, progress=not args.quiet, force=args.force)
+    for r in summary["rounds"]:
+        print(f"round {r['round'] + 1}: {r['acting']} acting, success {r['success']:.3f} on training episodes; "
+              f"{r['labels']} labels, fit loss {r['loss']:.5f}")
+    print(f"wrote {args.run}/reflex.safetensors, reflex.json ({summary['seconds']:.0f} s); "
+          f"`amia eval --run {args.run} --reflex` acts with it")
 
 
 def cmd_probe(args) -> None:
@@ -404,6 +418,13 @@ def _distill_parser(sub) -> None:
                       "DistillConfig overrides, e.g. steps=100 policy.steps=2000 critic.gamma=0.95", cmd_distill)
 
 
+def _reflex_parser(sub) -> None:
+    s = sub.add_parser("reflex", help="compile the Mode-1 policy into the reflex: a small network on pooled pixels")
+    s.add_argument("--run", required=True, help="a run with a distilled policy; the reflex is saved there")
+    _rounds_arguments(s, "act-label-fit", 4, 200, "ReflexTrainConfig overrides, e.g. fit_steps=5000 reflex.hidden=256 "
+                      "reflex.pool=2", cmd_reflex)
+
+
 def _probe_parser(sub) -> None:
     s = sub.add_parser("probe", help="fit the position read-out that the region, keep-away and evade tasks use")
     s.add_argument("--run", required=True, help="a trained run directory with a true state in its data")
@@ -428,6 +449,7 @@ def _eval_parser(sub) -> None:
     e.add_argument("--config", help="YAML preset of the evaluation settings (see configs/)")
     e.add_argument("--planner", choices=["gd", "cem", "mppi", "hybrid", "all"], help="Mode-2 planner (default gd)")
     e.add_argument("--mode", type=int, choices=[1, 2], help="2: plan (default); 1: the distilled policy")
+    e.add_argument("--reflex", action="store_true", help="Mode-1 through the run's reflex (made by `amia reflex`)")
     e.add_argument("--task", choices=["reach", "reach_avoid", "keep_away", "evade"],
                    help="the configurator's task (default reach)")
     e.add_argument("--risk", choices=["expected", "mean_std", "cvar", "adversarial"],
@@ -493,6 +515,7 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(sub)
     _demo_parser(sub)
     _distill_parser(sub)
+    _reflex_parser(sub)
     _probe_parser(sub)
     _refine_parser(sub)
     _eval_parser(sub)

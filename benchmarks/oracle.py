@@ -1,11 +1,14 @@
 """The ceiling: Mode-2 planners on the true dynamics (``amia eval --oracle``) on the standard protocol.
 
     python benchmarks/oracle.py --out benchmarks/results/oracle_cpu.json
+    python benchmarks/oracle.py --envs amia/Maze-v0 --set hierarchical=true --out benchmarks/results/oracle_hierarchical_cpu.json
 
 One row per world and planner (TwoRooms, Wall-v0 and Maze-v0 by default; gd and MPPI), each with the protocol's
 default settings and episodes (``--episodes``, ``--seeds``): what a perfect world model would give the same planner,
 budget and cost. Beside a model's row, the gap to the oracle's is the model's share of the failures, and the
-oracle's own failures are the planner's and the cost's. The JSON is rewritten after every row.
+oracle's own failures are the planner's and the cost's. With ``--set hierarchical=true`` the rows are hierarchical
+Mode-2 (``amia.agent.hierarchical_oracle``) at the default hierarchy settings (those of ``configs/maze_eval.yaml``).
+The JSON is rewritten after every row.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ def main() -> None:
                                                      "timing_calls=0", *args.set])
                 t0 = time.time()
                 r = evaluate_oracle(env, cfg, progress=False)
-                row = {"env": env, "planner": planner, "seed": seed, "episodes": args.episodes,
+                row = {"env": env, "planner": planner, "hierarchical": cfg.hierarchical, "seed": seed, "episodes": args.episodes,
                        "success_rate": r["success_rate"], "strict_success_rate": r["strict_success_rate"],
                        "mean_final_distance_px": round(r["mean_final_distance_px"], 3), "seconds": round(time.time() - t0, 1)}
                 result["rows"].append(row)

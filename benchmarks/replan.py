@@ -2,8 +2,10 @@
 
     python benchmarks/replan.py --run runs/demo --parts screen --out benchmarks/results/replan_screen_cpu.json
     python benchmarks/replan.py --run runs/demo --parts default --seeds 0 7 --out benchmarks/results/replan_cpu.json
+    python benchmarks/replan.py --run runs/demo --parts default --seeds 0 7 --reflex --out benchmarks/results/reflex_cpu.json
 
-The run is a `make demo`-equivalent training followed by `amia distill` (so Mode-2 starts from the policy).
+The run is a `make demo`-equivalent training followed by `amia distill` (so Mode-2 starts from the policy) and, for
+``--reflex``, `amia reflex`.
 
 Parts:
 - ``screen``: on the tuning seed only (``--tune-seed``, never a reported one), success and median time per
@@ -11,8 +13,9 @@ Parts:
   ``planning.policy_iterations``.
   The defaults are chosen from this part.
 - ``default``: on each reported seed (``--seeds``), what `amia eval --run RUN --seed S` does (the default
-  planner) and Mode-1 (`--mode 1`), both timed in this process at batch size 1, with the ratio of their
-  decision time per action.
+  planner) and Mode-1 (`--mode 1`; with ``--reflex`` also through the run's reflex, `--reflex`, made by
+  `amia reflex --run RUN`), all timed in this process at batch size 1, with the ratio of Mode-2's decision time per
+  action to each Mode-1's.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ def main() -> None:
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 7])
     p.add_argument("--policy-restarts", type=int, nargs="+", default=[2, 4, 8, 16])
     p.add_argument("--policy-iterations", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--reflex", action="store_true", help="default part: also Mode-1 through the run's reflex")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: OMP_NUM_THREADS, else every core)")
     p.add_argument("--out", default="benchmarks/results/replan.json")
     args = p.parse_args()
@@ -66,8 +70,10 @@ def main() -> None:
         results["default"] = []
         for seed in args.seeds:
             m2, m1 = run(f"mode2_default_seed{seed}", seed), run(f"mode1_seed{seed}", seed, mode=1)
-            results["default"] += [m2, m1, {"seed": seed, "speedup_per_action": m2["ms_per_action_mean"]
-                                            / m1["ms_per_action_mean"]}]
+            rows = [m2, m1] + ([run(f"reflex_seed{seed}", seed, mode=1, reflex=True)] if args.reflex else [])
+            speedup = {f"speedup_per_action_{r['planner']}": m2["ms_per_action_mean"] / r["ms_per_action_mean"]
+                       for r in rows[1:]}
+            results["default"] += [*rows, {"seed": seed, **speedup}]
             save()
     save()
     print(f"wrote {args.out}")

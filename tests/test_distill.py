@@ -125,6 +125,55 @@ def test_cli_mode1_needs_a_distilled_policy(distilled, tmp_path, capsys):
     assert "policy" in capsys.readouterr().out
 
 
+def test_reflex_end_to_end_from_the_command_line(distilled, tmp_path, capsys):
+    """`amia reflex` on a distilled run writes the reflex (round 0's labels: every step of every episode; later
+    rounds add as many), `amia eval --reflex` acts with it and times it; the errors name what is missing."""
+    run, _ = distilled
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    args = ["reflex", "--run", str(copy), "--rounds", "2", "--episodes", "3", "steps=5", "fit_steps=10", "--quiet"]
+    assert cli_main(args) == 0
+    summary = json.loads((copy / "reflex.json").read_text())
+    assert [r["labels"] for r in summary["rounds"]] == [15, 30]
+    assert [r["acting"] for r in summary["rounds"]] == ["policy", "reflex"]
+    assert cli_main(args) == 2 and "pass --force" in capsys.readouterr().err
+    out = tmp_path / "r.json"
+    assert cli_main(["eval", "--run", str(copy), "--reflex", "--episodes", "2", "max_steps=4", "timing_calls=3",
+                     "--quiet", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["planner"] == "reflex" and r["mode"] == 1 and r["ms_per_action_mean"] > 0
+    assert cli_main(["eval", "--run", str(run), "--reflex", "--episodes", "2"]) == 2
+    assert "amia reflex --run RUN" in capsys.readouterr().err
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("checkpoint.safetensors", "config.json"):
+        shutil.copy(run / name, bare / name)
+    assert cli_main(["reflex", "--run", str(bare), "--quiet"]) == 2
+    assert "amia distill --run" in capsys.readouterr().err
+
+
+def test_an_interrupted_reflex_resumes_from_its_last_round_and_ends_the_same(distilled, tmp_path):
+    from amia.training.reflex import ReflexTrainConfig, train_reflex
+
+    run, _ = distilled
+    whole, cut = tmp_path / "whole", tmp_path / "cut"
+    for d in (whole, cut):
+        shutil.copytree(run, d)
+    cfg = ReflexTrainConfig(rounds=2, episodes=3, steps=5, fit_steps=10)
+    train_reflex(whole, cfg, progress=False)
+    train_reflex(cut, ReflexTrainConfig(rounds=1, episodes=3, steps=5, fit_steps=10), progress=False)
+    for name in ("reflex.safetensors", "reflex.json"):  # as if stopped after its first round
+        (cut / name).unlink()
+    summary = train_reflex(cut, cfg, progress=False)
+    assert [r["round"] for r in summary["rounds"]] == [0, 1]
+    a, _, _ = read_checkpoint(whole / "reflex.safetensors")
+    b, _, _ = read_checkpoint(cut / "reflex.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    (cut / "reflex.safetensors").unlink()
+    with pytest.raises(ValueError, match="other reflex settings"):
+        train_reflex(cut, ReflexTrainConfig(rounds=2, episodes=3, steps=5, fit_steps=11), progress=False)
+
+
 def test_an_interrupted_distill_resumes_from_its_last_round_and_ends_the_same(distilled, tmp_path):
     run, _ = distilled
     for name in ("a", "b"):

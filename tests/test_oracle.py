@@ -62,9 +62,45 @@ def test_oracle_errors_are_named(tmp_path, capsys):
     assert main(["eval", "--oracle", "--env", "amia/Gust-v0", "--episodes", "2"]) == 2
     assert "no oracle for 'amia/Gust-v0'" in capsys.readouterr().err
     assert main(["eval", "--oracle", "--env", "amia/TwoRooms-v0", "--mode", "1"]) == 2
-    assert "flat Mode-2" in capsys.readouterr().err
+    assert "Mode-2 without policy" in capsys.readouterr().err
     out = tmp_path / "o.json"
     assert main(["eval", "--oracle", "--env", "amia/Chaser-v0", "--task", "evade", "--episodes", "2", "--quiet",
                  "--json", str(out), "max_steps=5", "planning.horizon=4", "planning.restarts=2"]) == 0
     r = json.loads(out.read_text())
     assert r["run"] == "oracle" and r["env"] == "amia/Chaser-v0" and 0 <= r["success_rate"] <= 1
+
+
+def test_the_true_level2_holds_an_abstract_action_for_a_stride():
+    """A level-2 step on the true dynamics is the level-1 action ``a2 * bound`` held for ``stride`` steps: in the
+    open it moves 8 x 2.45 px; into the middle wall of TwoRooms it stops at the wall, as the world does."""
+    from amia.agent.hierarchical_oracle import TrueLevel2
+
+    world = make_world("amia/TwoRooms-v0", 2)
+    world.set_state(np.array([[10.0, 10.0, 32, 32], [24.0, 10.0, 32, 32]], dtype=np.float32))
+    sim = Simulator(world)
+    level2 = TrueLevel2(sim, stride=8, scale=10.0, bound=2.45)
+    s2 = level2.encode(sim.state(world)[:, None])
+    a2 = torch.tensor([[[0.0, 1.0], [0.0, 1.0]], [[1.0, 0.0], [1.0, 0.0]]])
+    states2 = level2.rollout(s2, a2) * 10
+    torch.testing.assert_close(states2[0], torch.tensor([[10.0, 29.6], [10.0, 49.2]]), atol=1e-4, rtol=0)
+    for _ in range(16):
+        world.step(np.array([[0.0, 2.45], [2.45, 0.0]], dtype=np.float32))
+    torch.testing.assert_close(states2[1, -1], torch.as_tensor(world.state[1, :2]), atol=1e-4, rtol=0)
+    assert states2[1, -1, 0] < 31  # stopped at the wall's face, not through it
+
+
+def test_the_hierarchical_oracle_reaches_goals_and_names_its_limits(capsys):
+    """Hierarchical Mode-2 on the true dynamics reaches goals in the open; a world with a chaser is refused."""
+    from amia.agent.hierarchical import HierarchyConfig
+    from amia.agent.hierarchical_oracle import HierarchicalOracle
+
+    world = make_world("amia/TwoRooms-v0", 4)
+    starts = np.array([[10, 10], [50, 50], [10, 50], [50, 10]], dtype=np.float32)
+    goals = np.array([[25, 30], [40, 20], [20, 20], [55, 40]], dtype=np.float32)
+    world.set_state(np.concatenate([starts, np.full((4, 2), 32.0, dtype=np.float32)], 1))
+    cfg = HierarchyConfig(level1=PlannerConfig(horizon=16, restarts=4), level2=PlannerConfig(horizon=4, restarts=4))
+    actor = HierarchicalOracle.for_world("gd", cfg, 2.45)
+    out = run_episodes(actor, world, world.render(), 40, true_world=world, goal_states=goals)
+    assert np.linalg.norm(out["positions"][:, -1] - goals, axis=1).max() < 1.5
+    assert main(["eval", "--oracle", "--hierarchical", "--env", "amia/Chaser-v0", "--episodes", "2"]) == 2
+    assert "lone agent" in capsys.readouterr().err

@@ -17,6 +17,8 @@ from amia.agent.action_box import ActionBox, BoxedActor
 from amia.agent.actor import Actor
 from amia.agent.flat import FlatActor
 from amia.agent.hierarchical import HierarchicalActor, HierarchyConfig
+from amia.agent.hierarchical_oracle import HierarchicalOracle
+from amia.agent.reflex import ReflexActor
 from amia.agent.surprise import SurpriseConfig
 from amia.cost.boredom import BoredomConfig
 from amia.cost.configurator import TASKS, TaskConfig, configure
@@ -24,6 +26,7 @@ from amia.envs import ENV_SPECS, make_world
 from amia.infra.run_dir import load_level2, load_level2_critic, load_model, load_parts
 from amia.infra.validate import ConfigError, at_least, check, check_device, one_of
 from amia.models.jepa import JEPA
+from amia.models.level2 import HJEPAConfig
 from amia.planning.oracle import ORACLE_WORLDS, OracleActor
 from amia.planning.planners import PLANNERS, PlannerConfig
 from amia.planning.uncertainty import UncertaintyConfig
@@ -49,7 +52,8 @@ class AgentConfig:
     Mode-1): exploration where the model was wrong (``surprise.enabled`` None, the default: on for the reach
     task without uncertainty); ``boredom`` (flat Mode-2): the intrinsic cost of lingering away from the goal.
     ``uncertainty`` (flat Mode-2, a run trained with a latent): sampled futures and the risk measure that combines
-    them.
+    them. ``reflex`` (Mode-1): act through the run's reflex (``amia.models.reflex``, made by ``amia reflex``), the
+    policy compiled down to the pixels, instead of perception and policy.
     """
 
     planner: str = "gd"
@@ -67,6 +71,7 @@ class AgentConfig:
     surprise: SurpriseConfig = field(default_factory=SurpriseConfig)
     boredom: BoredomConfig = field(default_factory=BoredomConfig)
     uncertainty: UncertaintyConfig = field(default_factory=UncertaintyConfig)
+    reflex: bool = False
 
     def __post_init__(self):
         one_of(self, "planner", PLANNERS)
@@ -82,6 +87,8 @@ class AgentConfig:
               "a number >= 0 (or null: the task's own weight)")
         check(self.hierarchical or self.planning.horizon >= self.replan_every, "planning.horizon", self.planning.horizon,
               f"an integer >= replan_every ({self.replan_every}): a plan must last until the next re-plan")
+        if self.reflex and (self.mode != 1 or self.hierarchical):
+            raise AgentError("reflex=true acts in Mode-1: set mode=1 (--mode 1) and hierarchical=false")
         if self.hierarchical:
             extra = [name for name, on in (("mode=1", self.mode != 2), (f"task={self.task}", self.task != "reach"),
                                            ("policy_init", self.policy_init), ("critic_weight", self.critic_weight),
@@ -146,7 +153,7 @@ def build_actor(model: JEPA, cfg: AgentConfig, bound: float, device: torch.devic
     ``label_span``, ``first_episode``: ``FlatActor``)."""
     parts = {k: v for k, v in (parts or {}).items() if v is not None}
     task = cfg.task_config()
-    needs = [("policy", cfg.mode == 1 or bool(cfg.policy_init)), ("critic", bool(cfg.critic_weight)),
+    needs = [("policy", (cfg.mode == 1 and not cfg.reflex) or bool(cfg.policy_init)), ("critic", bool(cfg.critic_weight)),
              ("position", bool(task.forbid_weight or task.away_weight or task.evade_weight))]
     missing = [name for name, needed in needs if needed and name not in parts]
     if missing:
@@ -157,6 +164,12 @@ def build_actor(model: JEPA, cfg: AgentConfig, bound: float, device: torch.devic
     box = None if model.action_box is None else ActionBox(*(tuple(v) for v in model.action_box))
     bound = bound if box is None else 1.0
     model = frozen(model, device)
+    if cfg.reflex:
+        if parts.get("reflex") is None:
+            raise AgentError("reflex=true needs the run's reflex (run `amia reflex --run RUN` first)")
+        watch = dataclasses.replace(cfg.surprise, enabled=cfg.watches_surprise(True))
+        actor = ReflexActor(parts["reflex"], model.encoder.cpu(), watch)
+        return actor if box is None else BoxedActor(actor, box)
     if cfg.hierarchical:
         if learning:
             raise AgentError(f"hierarchical Mode-2 does not take {', '.join(learning)}")
@@ -165,7 +178,7 @@ def build_actor(model: JEPA, cfg: AgentConfig, bound: float, device: torch.devic
         actor = HierarchicalActor(model, frozen(level2, device), cfg.planner, cfg.hierarchy, bound=bound,
                                   critic2=None if critic2 is None else frozen(critic2, device))
     else:
-        parts = {k: (v.to(device) if isinstance(v, torch.nn.Module) else v) for k, v in parts.items()}
+        parts = {k: (v.to(device) if isinstance(v, torch.nn.Module) else v) for k, v in parts.items() if k != "reflex"}
         from_policy = cfg.starts_from_policy(parts)
         watch = dataclasses.replace(cfg.surprise, enabled=cfg.watches_surprise(from_policy or cfg.mode == 1))
         actor = FlatActor(model, task, cfg.planner, cfg.planning, bound, cfg.replan_every, from_policy,
@@ -201,15 +214,21 @@ def load_agent(run_dir: str | Path, cfg: AgentConfig | None = None, device: str 
     return build_actor(model, cfg, action_bound(model, env_id), device, parts, level2, critic2)
 
 
-def oracle_agent(cfg: AgentConfig, env_id: str) -> OracleActor:
-    """The oracle (``amia.planning.oracle``) acting with ``cfg``'s planner and task in ``env_id``: flat Mode-2 on the
-    true dynamics, without model, policy or critic."""
+def oracle_agent(cfg: AgentConfig, env_id: str) -> OracleActor | HierarchicalOracle:
+    """The oracle acting with ``cfg``'s planner and task in ``env_id``: Mode-2 on the true dynamics, without model,
+    policy or critic; flat (``amia.planning.oracle``) or, with ``cfg.hierarchical``, hierarchical
+    (``amia.agent.hierarchical_oracle``, level-2 stride ``HJEPAConfig.stride``)."""
     if env_id not in ORACLE_WORLDS:
         raise AgentError(f"no oracle for {env_id!r}: it exists for {', '.join(ORACLE_WORLDS)}")
-    if cfg.mode != 2 or cfg.hierarchical or cfg.policy_init or cfg.critic_weight:
-        raise AgentError("the oracle is flat Mode-2 without policy or critic: drop --mode 1, --hierarchical, "
-                         "--policy-init and --critic-weight")
-    return OracleActor(cfg.task_config(), cfg.planner, cfg.planning, ENV_SPECS[env_id].max_step, cfg.replan_every)
+    if cfg.mode != 2 or cfg.policy_init or cfg.critic_weight:
+        raise AgentError("the oracle is Mode-2 without policy or critic: drop --mode 1, --policy-init and "
+                         "--critic-weight")
+    bound = ENV_SPECS[env_id].max_step
+    if cfg.hierarchical:
+        if env_id == "amia/Chaser-v0":
+            raise AgentError("the hierarchical oracle plans for a lone agent: amia/Chaser-v0 has a chaser")
+        return HierarchicalOracle.for_world(cfg.planner, cfg.hierarchy, bound, HJEPAConfig().stride)
+    return OracleActor(cfg.task_config(), cfg.planner, cfg.planning, bound, cfg.replan_every)
 
 
 __all__ = ["AgentConfig", "AgentError", "action_bound", "build_actor", "check_compatible", "frozen", "load_agent",

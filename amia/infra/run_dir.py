@@ -30,11 +30,13 @@ from amia.models.jepa import JEPA, JEPAConfig
 from amia.models.level2 import HJEPAConfig, Level2
 from amia.models.policy import Policy, PolicyConfig
 from amia.models.probe import LinearProbe
+from amia.models.reflex import Reflex, ReflexConfig
 
 CONFIG, CHECKPOINT, METRICS, DATA = "config.json", "checkpoint.safetensors", "metrics.json", "data.h5"
 LEVEL2, LEVEL2_SUMMARY = "level2.safetensors", "level2.json"
 CRITIC2, CRITIC2_SUMMARY = "level2_critic.safetensors", "level2_critic.json"
 POLICY, CRITIC, PROBE = "policy.safetensors", "critic.safetensors", "probe.safetensors"
+REFLEX = "reflex.safetensors"
 
 
 class RunError(ValueError):
@@ -164,9 +166,10 @@ class ProbeWeights(nn.Module):
 
 
 def load_parts(run_dir: str | Path, state_dim: int) -> dict:
-    """The policy, critic and position read-out of a run, where ``amia distill`` made them (``None`` otherwise)."""
+    """The policy, critic and position read-out of a run, where ``amia distill`` made them, and the reflex, where
+    ``amia reflex`` made it (``None`` otherwise)."""
     run_dir = Path(run_dir)
-    parts: dict = {"policy": None, "critic": None, "position": None}
+    parts: dict = {"policy": None, "critic": None, "position": None, "reflex": None}
     if (run_dir / PROBE).exists():
         tensors, _, _ = read_checkpoint(run_dir / PROBE)
         parts["position"] = LinearProbe(tensors["model/weight"])
@@ -185,6 +188,16 @@ def load_parts(run_dir: str | Path, state_dim: int) -> dict:
         critic = Critic(meta["state_dim"], meta["state_dim"], meta["critic"]["hidden"], meta["critic"]["layers"])
         load_weights(critic, tensors, run_dir / CRITIC)
         parts["critic"] = critic.eval()
+    if (run_dir / REFLEX).exists():
+        tensors, meta, _ = read_checkpoint(run_dir / REFLEX)
+        for key in ("reflex", "frame_shape", "context_dim", "action_dim", "bound"):
+            meta_field(meta, key, run_dir / REFLEX)
+        reflex = Reflex(ReflexConfig(**meta["reflex"]), tuple(meta["frame_shape"]), meta["context_dim"],
+                        meta["action_dim"], meta["bound"])
+        load_weights(reflex, tensors, run_dir / REFLEX)
+        parts["reflex"] = reflex.eval()
+        if reflex.context_dim != state_dim:
+            raise RunError(f"{run_dir}: the reflex expects {reflex.context_dim}-D goal states, the model gives {state_dim}")
     for name in ("policy", "critic"):
         if parts[name] is not None and parts[name].state_dim != state_dim:
             raise RunError(f"{run_dir}: the {name} expects {parts[name].state_dim}-D states, the model gives {state_dim}")
@@ -192,5 +205,5 @@ def load_parts(run_dir: str | Path, state_dim: int) -> dict:
 
 
 __all__ = ["CHECKPOINT", "CONFIG", "CRITIC", "CRITIC2", "CRITIC2_SUMMARY", "DATA", "LEVEL2", "LEVEL2_SUMMARY",
-           "METRICS", "POLICY", "PROBE", "ProbeWeights", "RunError", "config_diff", "data_file", "finished_level1",
+           "METRICS", "POLICY", "PROBE", "REFLEX", "ProbeWeights", "RunError", "config_diff", "data_file", "finished_level1",
            "load_level2", "load_level2_critic", "load_model", "load_parts", "read_config", "weights_fingerprint"]
