@@ -1,7 +1,8 @@
 """The ceiling: Mode-2 planners on the true dynamics (``amia eval --oracle``) on the standard protocol.
 
     python benchmarks/oracle.py --out benchmarks/results/oracle_cpu.json
-    python benchmarks/oracle.py --envs amia/Maze-v0 --set hierarchical=true --out benchmarks/results/oracle_hierarchical_cpu.json
+    python benchmarks/oracle.py --envs amia/Maze-v0 --planners gd --set hierarchical=true \
+        --out benchmarks/results/oracle_hierarchical_cpu.json
 
 One row per world and planner (TwoRooms, Wall-v0 and Maze-v0 by default; gd and MPPI), each with the protocol's
 default settings and episodes (``--episodes``, ``--seeds``): what a perfect world model would give the same planner,

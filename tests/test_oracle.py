@@ -98,9 +98,34 @@ def test_the_hierarchical_oracle_reaches_goals_and_names_its_limits(capsys):
     starts = np.array([[10, 10], [50, 50], [10, 50], [50, 10]], dtype=np.float32)
     goals = np.array([[25, 30], [40, 20], [20, 20], [55, 40]], dtype=np.float32)
     world.set_state(np.concatenate([starts, np.full((4, 2), 32.0, dtype=np.float32)], 1))
-    cfg = HierarchyConfig(level1=PlannerConfig(horizon=16, restarts=4), level2=PlannerConfig(horizon=4, restarts=4))
+    cfg = HierarchyConfig(level1=PlannerConfig(horizon=16, restarts=4), level2=PlannerConfig(horizon=4, restarts=4),
+                          stay=False)  # staying put may stop it anywhere within the success radius
     actor = HierarchicalOracle.for_world("gd", cfg, 2.45)
     out = run_episodes(actor, world, world.render(), 40, true_world=world, goal_states=goals)
     assert np.linalg.norm(out["positions"][:, -1] - goals, axis=1).max() < 1.5
     assert main(["eval", "--oracle", "--hierarchical", "--env", "amia/Chaser-v0", "--episodes", "2"]) == 2
     assert "lone agent" in capsys.readouterr().err
+
+
+def test_staying_put_is_a_candidate_where_the_goal_switch_is_on():
+    """``HierarchyConfig.stay`` on the true dynamics: an episode at its goal with the switch on keeps still rather
+    than walk away; one far from its goal keeps its plan towards it; one at its goal with the switch off keeps
+    its plan (it is following a subgoal)."""
+    from amia.agent.hierarchical import HierarchyConfig
+    from amia.agent.hierarchical_oracle import HierarchicalOracle
+
+    world = make_world("amia/TwoRooms-v0", 3)
+    pos = np.array([[15, 15], [10, 40], [15, 15]], dtype=np.float32)
+    world.set_state(np.concatenate([pos, np.full((3, 2), 32.0, dtype=np.float32)], 1))
+    goals = np.array([[15, 15], [25, 40], [15, 15]], dtype=np.float32)
+    cfg = HierarchyConfig(level1=PlannerConfig(horizon=16), level2=PlannerConfig(horizon=2), stay=True)
+    actor = HierarchicalOracle.for_world("gd", cfg, 2.45)
+    actor.reset(world.render(), true_world=world, goal_states=goals)
+    ep = actor.ep
+    ep.near, ep.subgoal = torch.tensor([True, True, False]), actor.encode2(torch.from_numpy(goals))
+    s1 = actor.perceive(world.render())
+    plan = torch.zeros(3, 16, 2)
+    plan[:, :4, 0] = 2.45  # four steps right, then still
+    kept = actor.stay_where_better(ep, s1, plan, actor.level1_cost(ep, 16))
+    assert torch.equal(kept[0], torch.zeros(16, 2))
+    assert torch.equal(kept[1:], plan[1:])

@@ -109,7 +109,7 @@ class HierarchicalOracle(HierarchicalActor):
         return {"planner": self.planner, "oracle": True, "horizon": c.level1.horizon, "replan_every": c.replan_every,
                 "surprise_watch": c.surprise.enabled, "predictor_calls_per_step": None, "planner2": self.planner2,
                 "level2_horizon": c.level2.horizon, "stride": k, "replan2_every": c.level2_every(k),
-                "level2_critic_weight": 0.0}
+                "level2_critic_weight": 0.0, "stay": c.stay}
 
 
 __all__ = ["HierarchicalOracle", "TrueLevel1", "TrueLevel2"]
