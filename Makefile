@@ -17,9 +17,9 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev,viz]"
 	touch $(STAMP)
 
-# what the tests of other worlds and formats need: pygame, gym-pusht, minari (with jax, for its DataCollector)
+# what the tests of other worlds and formats need: pygame, gym-pusht, minari (with jax, for its DataCollector), av
 $(EXTRAS): $(STAMP)
-	$(PY) -m pip install --quiet -e ".[dev,viz,gym,pusht,minari]"
+	$(PY) -m pip install --quiet -e ".[dev,viz,gym,pusht,minari,video]"
 	touch $(EXTRAS)
 
 demo: $(STAMP)

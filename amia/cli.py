@@ -17,6 +17,7 @@ DEFAULT_ENV = "amia/TwoRooms-v0"
 LEVEL2_PREFIX = "level2."  # `amia train --levels 2` overrides of amia.models.level2.HJEPAConfig
 CRITIC2_PREFIX = "critic2."  # and of amia.training.critics.Level2CriticConfig
 MINARI_PREFIX = "minari:"  # `amia convert` names a Minari dataset as minari:DATASET_ID
+VIDEO_DATA = "video.h5"  # `amia pretrain --video`: the clips' frames, in the run directory
 OVERRIDE = re.compile(r"^[A-Za-z_][\w.]*=")
 
 
@@ -93,6 +94,38 @@ def cmd_train(args) -> None:
             print_metrics(metrics)
     if cfg2 is not None and distributed.rank() == 0 and "stopped_at" not in metrics:
         _train_level2(args, cfg2, critic_cfg)
+
+
+def cmd_pretrain(args) -> None:
+    """Train the world model on frames alone (video clips, or a trajectory file with its actions ignored)."""
+    from amia.training.world_model import PretrainConfig, train
+
+    check_device(args.device)
+    cfg = _config(PretrainConfig, args, args.overrides)
+    data = args.data
+    if args.video:
+        from amia.data.video import write_video_dataset
+
+        out, data = Path(args.out), Path(args.out) / VIDEO_DATA
+        if not data.exists():
+            if (out / "config.json").exists():
+                raise ValueError(f"--out {out} holds a run but not its {VIDEO_DATA}; choose another --out")
+            write_video_dataset(args.video, data, image_size=args.image_size, min_frames=cfg.window + 1,
+                                progress=not args.quiet)
+    metrics = train(None, args.out, cfg, data=str(data), device=args.device, progress=not args.quiet)
+    if metrics:
+        print_metrics(metrics)
+        print(f"next: give it actions with `amia posttrain --run {args.out} --data LABELLED_FILE --out NEW_RUN`")
+
+
+def cmd_posttrain(args) -> None:
+    """Learn a pretrained run's map from real actions to its latent actions on a labelled file (a new run)."""
+    from amia.training.posttrain import PosttrainConfig, posttrain
+
+    cfg = _config(PosttrainConfig, args, args.overrides)
+    metrics = posttrain(args.run, args.data, args.out, cfg, device=args.device, progress=not args.quiet)
+    if metrics and "stopped_at" not in metrics:
+        print_metrics(metrics)
 
 
 def _train_level2(args, cfg2, critic_cfg) -> None:
@@ -400,6 +433,35 @@ def _train_parser(sub) -> None:
     t.set_defaults(func=cmd_train)
 
 
+def _pretrain_parser(sub) -> None:
+    t = sub.add_parser("pretrain", help="train a world model on frames without actions (video); then `amia posttrain`")
+    src = t.add_mutually_exclusive_group(required=True)
+    src.add_argument("--video", nargs="+", metavar="PATH",
+                     help="video clips (.mp4 .webm .avi .mkv .mov with amia[video], .gif, .npy frame arrays) or folders "
+                          "of them; each clip is one episode, read once into RUN_DIR/video.h5")
+    src.add_argument("--data", help="a trajectory file whose frames are used, its actions ignored")
+    t.add_argument("--out", required=True, help="run directory; rerunning the same command resumes it")
+    t.add_argument("--config", help="YAML preset of amia.training.world_model.PretrainConfig")
+    t.add_argument("--image-size", type=int, default=64, help="frames are resized to this square size (--video)")
+    t.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.add_argument("overrides", nargs="*", metavar="key=value",
+                   help="config overrides, e.g. steps=500 latent_action.dim=2 latent_action.noise=0.1")
+    t.set_defaults(func=cmd_pretrain)
+
+
+def _posttrain_parser(sub) -> None:
+    t = sub.add_parser("posttrain", help="give a pretrained (action-free) run its actions from a few labelled episodes")
+    t.add_argument("--run", required=True, help="the run made by `amia pretrain`")
+    t.add_argument("--data", required=True, help="trajectory file with actions (the labelled episodes)")
+    t.add_argument("--out", required=True, help="the new, ordinary run directory; rerunning resumes it")
+    t.add_argument("--config", help="YAML preset of amia.training.posttrain.PosttrainConfig")
+    t.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. steps=1000 match=0")
+    t.set_defaults(func=cmd_posttrain)
+
+
 def _demo_parser(sub) -> None:
     d = sub.add_parser("demo", help="the main job on the default world: collect, train, plan to goals")
     d.add_argument("--env", default=DEFAULT_ENV, help="world id (default %(default)s)")
@@ -513,6 +575,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     _collect_parser(sub)
     _train_parser(sub)
+    _pretrain_parser(sub)
+    _posttrain_parser(sub)
     _demo_parser(sub)
     _distill_parser(sub)
     _reflex_parser(sub)

@@ -7,7 +7,8 @@ dataset              dtype, shape               meaning
 ===================  =========================  =================================================
 ``obs``              uint8 (N, C, H, W)         observations
 ``action``           float32 (N, A)             ``action[i]`` is taken at frame ``i``; it is 0 on
-                                                the last frame of each episode (no action follows)
+                                                the last frame of each episode (no action follows);
+                                                ``A = 0`` in frames without actions (video)
 ``state``            float32 (N, S)             true state, never an input: ``x, y, wall_x, door_y``
                                                 in a rooms world, ``x, y`` in the maze and the gust
                                                 world, ``x, y, fallen`` in the hazard world, ``x, y,
@@ -69,7 +70,7 @@ class TrajectoryWriter:
         self.f = h5py.File(self.tmp, "w")
         self.f.create_dataset("obs", (0, *obs_shape), np.uint8, maxshape=(None, *obs_shape),
                               chunks=(64, *obs_shape), compression="lzf", fletcher32=True)
-        self.f.create_dataset("action", (0, action_dim), np.float32, maxshape=(None, action_dim), chunks=(1024, action_dim),
+        self.f.create_dataset("action", (0, action_dim), np.float32, maxshape=(None, None), chunks=(1024, max(action_dim, 1)),
                               fletcher32=True)
         self.f.create_dataset("state", (0, len(state_names)), np.float32, maxshape=(None, None),
                               chunks=(1024, max(len(state_names), 1)), fletcher32=True)
@@ -252,3 +253,23 @@ def split_episodes(episodes: int, val_fraction: float) -> tuple[np.ndarray, np.n
         raise DatasetError(f"the dataset has {episodes} episode(s): too few to hold out {val_fraction:.0%} and still "
                            "train")
     return np.arange(episodes - n_val), np.arange(episodes - n_val, episodes)
+
+
+def take_episodes(path: str | os.PathLike, out: str | os.PathLike, count: int) -> DatasetInfo:
+    """Write the first ``count`` episodes of a trajectory file to a new file ``out`` (its attributes kept, ``meta``
+    noting the source), e.g. the labelled few that post-training sees; returns the new file's info."""
+    info = read_info(path)
+    if not 1 <= count <= info.episodes:
+        raise DatasetError(f"{path}: asked for {count} episodes, the file has {info.episodes}")
+    meta = {**info.meta, "taken_from": str(path), "taken_episodes": count}
+    writer = TrajectoryWriter(out, info.env_id, info.obs_shape, info.action_dim, info.state_names, meta,
+                              info.action_low, info.action_high)
+    try:
+        with h5py.File(info.path, "r") as f:
+            for lo, hi in zip(info.episode_offsets[:count], info.episode_offsets[1:count + 1]):
+                writer.add_batch(f["obs"][lo:hi][None], f["action"][lo:hi - 1][None], f["state"][lo:hi][None])
+    except BaseException:
+        writer.abort()
+        raise
+    writer.close()
+    return read_info(out)

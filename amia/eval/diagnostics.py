@@ -46,8 +46,8 @@ def representation_report(model: JEPA, train: WindowSampler, val: WindowSampler,
     va = draw_windows(val, val_windows, offset=20_000_003)
     s_va = encode_frames(model.encoder, va["obs"], device)
     h = min(horizon, va["action"].shape[1])
-    actions = model.normalise(torch.from_numpy(va["action"][:, :h]).to(device))
-    pred = model.predictor.rollout(s_va[:, 0].to(device), actions)[:, -1].cpu()
+    actions = torch.from_numpy(va["action"][:, :h]).to(device)
+    pred = model.predict_windows(s_va[:, :h + 1].to(device), actions)[:, -1].cpu()
     report = {f"pred_error_repr_h{h}": float((pred - s_va[:, h]).norm(dim=-1).mean()),
               f"copy_error_repr_h{h}": float((s_va[:, 0] - s_va[:, h]).norm(dim=-1).mean())}
     if va["state"].shape[-1] == 0:
@@ -58,7 +58,7 @@ def representation_report(model: JEPA, train: WindowSampler, val: WindowSampler,
         report.update(_probe_report(s_tr, torch.from_numpy(tr["state"]).flatten(0, 1), s_va, pred,
                                     torch.from_numpy(va["state"]), h, tuple(state_names[:2]) == POSITION))
     if model.predictor.latent is not None:
-        report.update(latent_report(model, s_va[:, 0].to(device), actions[:, 0], s_va[:, 1].to(device)))
+        report.update(latent_report(model, s_va[:, 0].to(device), model.normalise(actions[:, 0]), s_va[:, 1].to(device)))
     std = s_va.flatten(0, 1).std(0)
     report.update(embedding_std=[round(float(v), 4) for v in std], embedding_std_min=float(std.min()),
                   effective_rank=effective_rank(s_va.flatten(0, 1)))

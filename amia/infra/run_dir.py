@@ -25,6 +25,7 @@ from torch import nn
 
 from amia.infra.checkpoint import CheckpointError, load_weights, meta_field, read_checkpoint
 from amia.infra.config import ConfigError, from_dict
+from amia.models.action_free import ActionFreeJEPA
 from amia.models.critic import Critic
 from amia.models.jepa import JEPA, JEPAConfig
 from amia.models.level2 import HJEPAConfig, Level2
@@ -83,6 +84,9 @@ def load_model(run_dir: str | Path, device: str = "cpu") -> tuple[JEPA, dict]:
     """The trained world model of a run (weights from its checkpoint, eval mode; with the data's action box where
     the data declared one) and its ``config.json``."""
     saved = read_config(run_dir)
+    if saved.get("kind") == "action_free":
+        raise RunError(f"{run_dir} was trained on frames without actions (amia pretrain): give it actions first with "
+                       f"`amia posttrain --run {run_dir} --data LABELLED_FILE --out NEW_RUN`")
     try:
         cfg = from_dict(JEPAConfig, saved["train"].get("jepa", {}), prefix="train.jepa.")
     except (ConfigError, TypeError) as e:
@@ -93,6 +97,28 @@ def load_model(run_dir: str | Path, device: str = "cpu") -> tuple[JEPA, dict]:
     model = JEPA(cfg, tuple(meta_field(meta, "obs_shape", path)), meta_field(meta, "action_dim", path), box)
     load_weights(model, tensors, path)
     return model.to(device).eval(), saved
+
+
+def load_action_free(run_dir: str | Path, device: str = "cpu") -> tuple[ActionFreeJEPA, dict]:
+    """The finished world model of a run trained on frames alone (``amia pretrain``), frozen, and its
+    ``config.json``; ``RunError`` for any other run or an unfinished one."""
+    from amia.training.world_model import PretrainConfig
+
+    saved = read_config(run_dir)
+    if saved.get("kind") != "action_free":
+        raise RunError(f"{run_dir}: not a run trained on frames alone (made by `amia pretrain`)")
+    try:
+        cfg = from_dict(PretrainConfig, saved["train"], prefix="train.")
+    except (ConfigError, TypeError) as e:
+        raise RunError(f"{Path(run_dir) / CONFIG}: {e}") from None
+    path = Path(run_dir) / CHECKPOINT
+    tensors, meta, _ = read_checkpoint(path)
+    if meta_field(meta, "step", path) < cfg.steps:
+        raise RunError(f"{run_dir}: pretraining is at step {meta['step']} of {cfg.steps}; finish it first (rerun the "
+                       "same `amia pretrain` command)")
+    model = ActionFreeJEPA(cfg.jepa, tuple(meta_field(meta, "obs_shape", path)), cfg.latent_action)
+    load_weights(model, tensors, path)
+    return model.to(device).eval().requires_grad_(False), saved
 
 
 def finished_level1(run_dir: str | Path, device: str = "cpu") -> tuple[JEPA, dict]:

@@ -94,6 +94,17 @@ class JEPA(nn.Module):
         else:
             terms["pred"], terms["latent_reg"] = self.free_energy_rollout(s, actions, progress)
             weights["latent_reg"] = self.cfg.predictor.latent_weight
+        self.regularize(s, seed, terms, weights)
+        if self.idm is not None:
+            a_hat = self.idm(torch.cat([s[:, :-1], s[:, 1:]], dim=-1))
+            terms["idm"], weights["idm"] = (a_hat - actions).pow(2).mean(), c.idm
+        terms["loss"] = sum(weights[k] * terms[k] for k in weights)
+        return terms
+
+    def regularize(self, s: torch.Tensor, seed: int, terms: dict, weights: dict) -> None:
+        """Add the anti-collapse terms on states ``s (B, T+1, D)`` (VICReg or SIGReg, Sec. 4.5.1) and temporal
+        smoothness to ``terms``, with their weights in ``weights``."""
+        c = self.cfg.loss
         if c.regularizer != "none":
             v = gather_batch(self.expander(s).flatten(0, 1))
             if c.regularizer == "vicreg":
@@ -105,11 +116,11 @@ class JEPA(nn.Module):
                 terms["sigreg"], weights["sigreg"] = R.sigreg(v, dirs), c.sigreg
         if c.smooth:
             terms["smooth"], weights["smooth"] = R.temporal_smoothness(s), c.smooth
-        if self.idm is not None:
-            a_hat = self.idm(torch.cat([s[:, :-1], s[:, 1:]], dim=-1))
-            terms["idm"], weights["idm"] = (a_hat - actions).pow(2).mean(), c.idm
-        terms["loss"] = sum(weights[k] * terms[k] for k in weights)
-        return terms
+
+    def predict_windows(self, s: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """Open-loop predictions ``(B, T, D)`` of ``s[:, 1:]`` from ``s[:, 0]`` for encoded windows ``s (B, T+1, D)``
+        and their ``actions (B, T, A)`` in the data's units (what the diagnostics score)."""
+        return self.predictor.rollout(s[:, 0], self.normalise(actions))
 
     @torch.no_grad()
     def revive_latent_values(self, obs: torch.Tensor, actions: torch.Tensor, seed: int) -> list[int]:

@@ -32,6 +32,10 @@ class PredictorConfig:
     (``Latent.revive``); 0 turns it off. Keep it below the rarest outcome's share of the data.
     ``latent_relax_by_prior`` (discrete only): relaxed winner-take-all gives each losing value a share of a
     transition in proportion to its prior probability there, not an equal share (``amia.models.latent``).
+    ``action_code`` k > 0: the net sees a k-number code of the action, ``tanh(ActionMap([s, a]))``, instead of the
+    action itself: a predictor pretrained on frames alone took latent actions of that size (``amia.models.action_free``)
+    and post-training learns the map from real actions to them (``amia.training.posttrain``); ``action_hidden`` is the
+    map's width.
     """
 
     hidden: int = 512
@@ -42,9 +46,12 @@ class PredictorConfig:
     latent_sparsity: float = 0.0
     latent_revive: float = 0.0
     latent_relax_by_prior: bool = False
+    action_code: int = 0
+    action_hidden: int = 128
 
     def __post_init__(self):
-        at_least(self, 1, "hidden", "layers")
+        at_least(self, 1, "hidden", "layers", "action_hidden")
+        at_least(self, 0, "action_code")
         at_least(self, 0, "latent_dim")
         one_of(self, "latent", LATENTS)
         positive(self, "latent_weight")
@@ -67,10 +74,16 @@ class Predictor(nn.Module):
         self.cfg, self.state_dim, self.action_dim = cfg, state_dim, action_dim
         self.latent = (Latent(cfg.latent, cfg.latent_dim, state_dim, action_dim, relax_by_prior=cfg.latent_relax_by_prior)
                        if cfg.latent != "none" else None)
-        self.net = mlp([state_dim + action_dim + cfg.latent_dim] + [cfg.hidden] * cfg.layers + [state_dim])
+        code = cfg.action_code or action_dim
+        self.action_map = mlp([state_dim + action_dim, cfg.action_hidden, code]) if cfg.action_code else None
+        self.net = mlp([state_dim + code + cfg.latent_dim] + [cfg.hidden] * cfg.layers + [state_dim])
+
+    def code(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """What the net sees of action ``a`` in state ``s``: the action, or its code (``action_code``)."""
+        return a if self.action_map is None else torch.tanh(self.action_map(torch.cat([s, a], dim=-1)))
 
     def forward(self, s: torch.Tensor, a: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
-        parts = [s, a]
+        parts = [s, self.code(s, a)]
         if self.latent is not None:
             parts.append(z if z is not None else self.latent.mode(s, a))
         return s + self.net(torch.cat(parts, dim=-1))

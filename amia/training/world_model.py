@@ -26,13 +26,17 @@ from amia.infra.host import set_threads
 from amia.infra.provenance import git_revision, machine
 from amia.infra.run_dir import CHECKPOINT, CONFIG, DATA, METRICS, RunError, config_diff, read_config
 from amia.infra.validate import at_least, check_device, positive, refuse_links, within
+from amia.models.action_free import ActionFreeJEPA, LatentActionConfig
 from amia.models.jepa import JEPA, JEPAConfig
 from amia.training.loop import TrainingLoop, warmup_cosine
 
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run (``key=value`` overrides address these fields, e.g. ``jepa.loss.cov=4``)."""
+    """Everything that defines a training run (``key=value`` overrides address these fields, e.g. ``jepa.loss.cov=4``).
+
+    ``init``: a run directory whose weights start this run (``amia pretrain``'s, typically): its encoder, and every
+    other tensor whose name and shape this model shares; the rest starts fresh. Empty: all fresh."""
 
     jepa: JEPAConfig = field(default_factory=JEPAConfig)
     collect: CollectConfig = field(default_factory=CollectConfig)
@@ -51,6 +55,7 @@ class TrainConfig:
     diag_windows: int = 512
     seed: int = 0
     threads: int = 0
+    init: str = ""
 
     def __post_init__(self):
         at_least(self, 1, "steps", "window", "log_every", "checkpoint_every", "chunk_frames", "diag_windows")
@@ -58,6 +63,18 @@ class TrainConfig:
         at_least(self, 0, "warmup", "val_every", "weight_decay", "grad_clip", "seed", "threads")
         positive(self, "lr")
         within(self, "val_fraction", 0, 1, open_low=True, open_high=True)
+
+
+@dataclass
+class PretrainConfig(TrainConfig):
+    """Training on frames alone (``amia pretrain``, Sec. 4.5): the ``TrainConfig`` fields (``collect`` unused) plus
+    the latent action that stands in for the missing one (``amia.models.action_free``). The inverse-dynamics term
+    is off: there is no action to recover."""
+
+    latent_action: LatentActionConfig = field(default_factory=LatentActionConfig)
+
+
+ACTION_FREE = "action_free"  # config.json's "kind" for a run trained on frames alone
 
 
 # The stochastic worlds: a smaller predictor, 8-step windows, and a discrete latent with a value for each outcome
@@ -105,9 +122,18 @@ def load_run_config(run_dir: str | Path) -> tuple[dict, TrainConfig]:
         raise RunError(f"{Path(run_dir) / CONFIG}: in 'train': {e}") from None
 
 
+def settings(cfg: TrainConfig) -> dict:
+    """``cfg`` as the run records it; an empty ``init`` is left out, so runs made before it existed still resume."""
+    out = to_dict(cfg)
+    if not out.get("init"):
+        out.pop("init", None)
+    return out
+
+
 def _wanted(env_id: str, cfg: TrainConfig, data: str | None) -> dict:
     """The ``config.json`` that a run with these settings has."""
-    return {"env_id": env_id, "data": str(Path(data).resolve()) if data else None, "train": to_dict(cfg)}
+    kind = {"kind": ACTION_FREE} if isinstance(cfg, PretrainConfig) else {}
+    return {"env_id": env_id, "data": str(Path(data).resolve()) if data else None, "train": settings(cfg), **kind}
 
 
 def finished_metrics(env_id: str, out: str | Path, cfg: TrainConfig, data: str | None = None) -> dict | None:
@@ -129,9 +155,10 @@ def finished_metrics(env_id: str, out: str | Path, cfg: TrainConfig, data: str |
     return metrics if isinstance(metrics, dict) and meta.get("step", 0) >= cfg.steps else None
 
 
-def _prepare_run(env_id: str, out: Path, cfg: TrainConfig, data: str | None) -> bool:
-    """Write or check ``config.json``: a rerun must ask for the same run it resumes. True if it was written now."""
-    wanted = _wanted(env_id, cfg, data)
+def prepare_run(env_id: str, out: Path, cfg: TrainConfig, data: str | None, extra: dict | None = None) -> bool:
+    """Write or check ``config.json`` (with ``extra`` entries): a rerun must ask for the same run it resumes. True
+    if it was written now."""
+    wanted = {**_wanted(env_id, cfg, data), **(extra or {})}
     path = out / CONFIG
     if out.exists() and not out.is_dir():
         raise RunError(f"--out {out}: a file, expected a run directory")
@@ -150,7 +177,7 @@ def _prepare_run(env_id: str, out: Path, cfg: TrainConfig, data: str | None) -> 
     return True
 
 
-def _check_data(env_id: str | None, data_path: Path, frames: bool = False) -> DatasetInfo:
+def check_data(env_id: str | None, data_path: Path, frames: bool = False) -> DatasetInfo:
     """The ``DatasetInfo`` of a trajectory file, from the env ``env_id`` (``None``: any), checked against the world
     when it is one of amia's (``amia.data.check_world``) and, with ``frames``, every frame read once (checksums);
     ``RunError`` if it is missing or from another env."""
@@ -173,12 +200,12 @@ def _data(env_id: str | None, out: Path, cfg: TrainConfig, data: str | None, pro
     distributed, rank = dist_utils.is_distributed(), dist_utils.rank()
     data_path = Path(data) if data else out / DATA
     if data:  # refuse a bad --data before config.json binds the run directory to it
-        env_id = _check_data(env_id, data_path, frames=True).env_id
+        env_id = check_data(env_id, data_path, frames=True).env_id
     elif env_id is None:
         raise ValueError("train needs an env id or a data file")
     elif not data_path.exists():
         env_spec(env_id)
-    created = rank == 0 and _prepare_run(env_id, out, cfg, data)
+    created = rank == 0 and prepare_run(env_id, out, cfg, data)
     try:
         if distributed:
             torch.distributed.barrier()
@@ -187,7 +214,7 @@ def _data(env_id: str | None, out: Path, cfg: TrainConfig, data: str | None, pro
                 collect(env_id, data_path, cfg.collect, progress=progress)
             if distributed:
                 torch.distributed.barrier()
-        return _check_data(env_id, data_path, frames=not data)
+        return check_data(env_id, data_path, frames=not data)
     except BaseException:
         if created:  # a failed start leaves no config.json behind to refuse the corrected command
             (out / CONFIG).unlink(missing_ok=True)
@@ -198,7 +225,7 @@ def _identity(env_id: str, info: DatasetInfo, cfg: TrainConfig) -> dict:
     """What a resumed checkpoint must carry: the world, the shapes of its data (and its action box, where it
     declares one) and the training settings."""
     return {"env_id": env_id, "obs_shape": list(info.obs_shape), "action_dim": info.action_dim,
-            **(action_box(info) or {}), "config": to_dict(cfg)}
+            **(action_box(info) or {}), "config": settings(cfg)}
 
 
 def action_box(info: DatasetInfo) -> dict | None:
@@ -219,7 +246,7 @@ def _device(device: str, distributed: bool) -> torch.device:
     return torch.device(device)
 
 
-def _samplers(info: DatasetInfo, cfg: TrainConfig) -> tuple[WindowSampler, tuple[WindowSampler, WindowSampler]]:
+def window_samplers(info: DatasetInfo, cfg: TrainConfig) -> tuple[WindowSampler, tuple[WindowSampler, WindowSampler]]:
     """Training windows, then the diagnostics' windows from training and held-out episodes (16 steps where the
     episodes are long enough)."""
     train_eps, val_eps = split_episodes(info.episodes, cfg.val_fraction)
@@ -234,6 +261,8 @@ def train(env_id: str | None, out: str | Path, cfg: TrainConfig | None = None, d
           device: str = "cpu", progress: bool = True, stop_after: int | None = None) -> dict:
     """Train (or resume) a JEPA world model in ``out``; returns the final metrics (also in ``metrics.json``).
 
+    With a ``PretrainConfig`` the model learns from the frames alone (``ActionFreeJEPA``; the data's actions, if
+    any, are ignored), and the run is one that ``amia posttrain`` gives actions to.
     ``env_id=None`` with ``data``: the data's env, any one (action size and bounds from the file). ``stop_after``
     stops the run as an interruption would, once that many steps are done (used by tests).
     """
@@ -243,11 +272,10 @@ def train(env_id: str | None, out: str | Path, cfg: TrainConfig | None = None, d
     dev = _device(device, distributed)
     set_threads(cfg.threads, int(os.environ.get("LOCAL_WORLD_SIZE", world)))
     info = _data(env_id, out, cfg, data, progress)
-    env_id, sampler, (probe_sampler, val_sampler) = info.env_id, *_samplers(info, cfg)
+    env_id, sampler, (probe_sampler, val_sampler) = info.env_id, *window_samplers(info, cfg)
 
-    torch.manual_seed(cfg.seed)
-    box = action_box(info)
-    model = JEPA(cfg.jepa, info.obs_shape, info.action_dim, box and (box["action_low"], box["action_high"])).to(dev)
+    box, model = _model(cfg, info)
+    model = model.to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loop = TrainingLoop("train", out / CHECKPOINT, model, opt, cfg.steps, _identity(env_id, info, cfg), out, cfg.log_every,
                         cfg.checkpoint_every, progress, main=rank == 0, optional=("config",))
@@ -285,6 +313,36 @@ def train(env_id: str | None, out: str | Path, cfg: TrainConfig | None = None, d
     return metrics
 
 
+def _model(cfg: TrainConfig, info: DatasetInfo) -> tuple[dict | None, JEPA]:
+    """The data's action box (if it declares one) and the seeded, fresh model that ``cfg`` asks for: action-free
+    for a ``PretrainConfig``; started from ``cfg.init``'s weights where given."""
+    torch.manual_seed(cfg.seed)
+    box = action_box(info)
+    if isinstance(cfg, PretrainConfig):
+        box, model = None, ActionFreeJEPA(cfg.jepa, info.obs_shape, cfg.latent_action)
+    else:
+        model = JEPA(cfg.jepa, info.obs_shape, info.action_dim, box and (box["action_low"], box["action_high"]))
+    if cfg.init:
+        start_from(model, Path(cfg.init))
+    return box, model
+
+
+def start_from(model: JEPA, run: Path) -> list[str]:
+    """Copy into ``model`` the tensors of ``run``'s checkpoint that it shares by name and shape (the encoder at
+    least, else ``RunError``); returns their names."""
+    tensors, _, _ = read_checkpoint(run / CHECKPOINT)
+    own = model.state_dict()
+    shared = {k[len("model/"):]: v for k, v in tensors.items()
+              if k.startswith("model/") and k[len("model/"):] in own and own[k[len("model/"):]].shape == v.shape}
+    encoder = [k for k in own if k.startswith("encoder.")]
+    missing = [k for k in encoder if k not in shared]
+    if missing:
+        raise RunError(f"init={run}: its encoder does not fit this model's (e.g. {missing[0]}); start from a run with "
+                       "the same encoder settings and frame size")
+    model.load_state_dict(shared, strict=False)
+    return sorted(shared)
+
+
 def _agreement(distributed: bool, dev: torch.device):
     """``agree(stopping) -> bool``: whether any process wants to stop (an all-reduce under DDP)."""
 
@@ -302,5 +360,6 @@ def _scalars(report: dict) -> dict:
     return {k: v for k, v in report.items() if isinstance(v, (int, float))}
 
 
-__all__ = ["TrainConfig", "WORLD_PRESETS", "default_config", "finished_metrics", "load_run_config", "set_threads",
+__all__ = ["ACTION_FREE", "PretrainConfig", "TrainConfig",
+           "WORLD_PRESETS", "default_config", "finished_metrics", "load_run_config", "set_threads",
            "train"]

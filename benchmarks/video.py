@@ -1,0 +1,140 @@
+"""How much labelled data does pretraining on frames alone save? (TwoRooms, Mode-2, the standard protocol)
+
+One world model is pretrained on the default dataset's frames with its actions ignored (``amia pretrain``). For
+each labelled fraction, the first episodes of the same file are post-trained onto it (``amia posttrain``), and the
+same episodes train a model from scratch with actions (``amia train``, the default settings); every run is then
+evaluated with the default planner on the same 200 episodes. The full action-labelled default is the scratch row at
+100%. Runs are kept in ``--work`` and reused when the command is rerun (each part resumes where it stopped).
+
+    python benchmarks/video.py --out benchmarks/results/video_cpu.json
+    python benchmarks/video.py --fractions 0.02 --full-run runs/demo   # one fraction; reuse a default run as "full"
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ENV = "amia/TwoRooms-v0"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--work", default="runs/video_bench", help="where the data and every run are kept (and reused)")
+    p.add_argument("--data", help="the default TwoRooms dataset (default: collect it into --work)")
+    p.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.02, 0.05, 0.2, 1.0])
+    p.add_argument("--full-run", help="an existing default run (`amia demo` / `amia train`) on the same data for 100%")
+    p.add_argument("--episodes", type=int, default=200)
+    p.add_argument("--seed", type=int, default=0, help="evaluation seed (0: the standard episodes)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: OMP_NUM_THREADS, else every core)")
+    p.add_argument("--plot", default="docs/video_curve.png", help="the curve as a picture ('' for none)")
+    p.add_argument("--out", default="benchmarks/results/video_cpu.json")
+    p.add_argument("--method", choices=["init", "posttrain"], default="init",
+                   help="init: train with actions starting from the pretrained weights (`amia train init=RUN`); "
+                        "posttrain: learn only the action map on the frozen model (`amia posttrain`)")
+    p.add_argument("--posttrain", nargs="*", default=[], metavar="key=value", help="overrides of PosttrainConfig")
+    p.add_argument("pretrain", nargs="*", metavar="key=value", help="overrides of the pretraining config")
+    args = p.parse_args()
+
+    from amia.data import CollectConfig, collect
+    from amia.data.dataset import read_info
+    from amia.eval.protocol import EvalConfig, evaluate
+    from amia.infra.config import apply_overrides
+    from amia.infra.provenance import git_revision, machine
+    from amia.training.world_model import PretrainConfig, train
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    data = Path(args.data) if args.data else work / "data.h5"
+    if not data.exists():
+        collect(ENV, data, CollectConfig())
+    episodes = read_info(data).episodes
+    doc = {"benchmark": "video", "command": " ".join(["benchmarks/video.py", *sys.argv[1:]]), "env": ENV,
+           "data": str(data), "episodes": args.episodes, "seed": args.seed, "git_rev": git_revision(),
+           "machine": machine(), "curve": []}
+
+    def save() -> None:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(doc, indent=2))
+
+    def success(run: Path) -> float:
+        r = evaluate(run, EvalConfig(episodes=args.episodes, seed=args.seed, timing_calls=0), progress=False)
+        return r["success_rate"]
+
+    pre_cfg = apply_overrides(PretrainConfig(threads=args.threads), args.pretrain)
+    video = work / "video"
+    doc["pretrain"] = train(None, video, pre_cfg, data=str(data), progress=True)
+    doc["pretrain_seconds"] = doc["pretrain"]["train_seconds"]
+    save()
+    for fraction in args.fractions:
+        row = fraction_row(args, work, data, video, episodes, fraction, success)
+        print(json.dumps(row), flush=True)
+        doc["curve"].append(row)
+        by = {r["fraction"]: r for r in doc["curve"]}
+        if 0.02 in by:
+            doc["success_video_2pct"], doc["success_scratch_2pct"] = by[0.02]["success_video"], by[0.02]["success_scratch"]
+        if 1.0 in by:
+            doc["success_full"] = by[1.0]["success_scratch"]
+        save()
+    if args.plot:
+        plot(doc["curve"], ROOT / args.plot)
+
+
+def fraction_row(args, work: Path, data: Path, video: Path, episodes: int, fraction: float, success) -> dict:
+    """Post-train the pretrained run and train a run from scratch on the first ``fraction`` of the episodes; both
+    evaluated by ``success(run)``."""
+    from amia.data.dataset import take_episodes
+    from amia.infra.config import apply_overrides
+    from amia.training.posttrain import PosttrainConfig, posttrain
+    from amia.training.world_model import default_config, train
+
+    n = max(2, round(fraction * episodes))
+    labelled = work / f"labelled_{n}.h5"
+    if not labelled.exists():
+        take_episodes(data, labelled, n)
+    labelled_data = str(labelled if n < episodes else data)
+    cfg = apply_overrides(default_config(ENV), [f"threads={args.threads}"])
+    if args.method == "init":  # the default training on the labelled episodes, started from the pretrained weights
+        post = work / f"init_{n}"
+        metrics = train(ENV, post, apply_overrides(cfg, [f"init={video}"]), data=labelled_data, progress=True)
+    else:  # the action map (amia posttrain) on the frozen pretrained model
+        post = work / f"post_{n}"
+        metrics = posttrain(video, labelled, post, apply_overrides(PosttrainConfig(threads=args.threads),
+                                                                   args.posttrain), progress=True)
+    row = {"fraction": fraction, "labelled_episodes": n, "method": args.method,
+           "video_seconds": metrics["train_seconds"], "success_video": success(post), "video_run": str(post)}
+    if fraction == 1.0 and args.full_run:
+        scratch = Path(args.full_run)
+    else:
+        scratch = work / f"scratch_{n}"
+        row["scratch_seconds"] = train(ENV, scratch, cfg, data=labelled_data, progress=True).get("train_seconds")
+    row["success_scratch"] = success(scratch)
+    row["scratch_run"] = str(scratch)
+    return row
+
+
+def plot(curve: list[dict], path: Path) -> None:
+    """Success against the labelled fraction, with and without pretraining on frames."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = sorted(curve, key=lambda r: r["fraction"])
+    x = [100 * r["fraction"] for r in rows]
+    fig, ax = plt.subplots(figsize=(5, 3.2))
+    ax.plot(x, [r["success_video"] for r in rows], "o-", label="pretrained on frames, then post-trained")
+    ax.plot(x, [r["success_scratch"] for r in rows], "s--", label="trained from scratch with actions")
+    ax.set(xscale="log", xlabel="episodes with actions (% of 1,000)", ylabel="success (200 episodes)", ylim=(0, 1.02))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
+if __name__ == "__main__":
+    main()
