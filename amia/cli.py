@@ -98,10 +98,14 @@ def cmd_train(args) -> None:
 
 def cmd_pretrain(args) -> None:
     """Train the world model on frames alone (video clips, or a trajectory file with its actions ignored)."""
-    from amia.training.world_model import PretrainConfig, train
+    from amia.data.dataset import read_info
+    from amia.training.world_model import WORLD_PRESETS, PretrainConfig, train
 
     check_device(args.device)
-    cfg = _config(PretrainConfig, args, args.overrides)
+    cfg = _config(PretrainConfig, args, [])
+    if args.data and not args.config:  # a world's own frames: that world's architecture (its preset)
+        cfg = apply_overrides(cfg, WORLD_PRESETS.get(read_info(args.data).env_id, []))
+    cfg = apply_overrides(cfg, args.overrides)
     data = args.data
     if args.video:
         from amia.data.video import write_video_dataset
@@ -126,6 +130,21 @@ def cmd_posttrain(args) -> None:
     metrics = posttrain(args.run, args.data, args.out, cfg, device=args.device, progress=not args.quiet)
     if metrics and "stopped_at" not in metrics:
         print_metrics(metrics)
+
+
+def cmd_label(args) -> None:
+    """Label a pretrained run's frames with actions read by an inverse model fitted on a few labelled episodes."""
+    from amia.training.inverse_labels import LabelConfig, label_frames
+
+    check_device(args.device)
+    cfg = _config(LabelConfig, args, args.overrides)
+    report = label_frames(args.run, args.data, args.out, args.frames, cfg, device=args.device, progress=not args.quiet)
+    inverse = report["inverse_model"]
+    print(f"  inverse model: r2 {inverse['train_r2']:.3f} on the labelled training episodes, {inverse['val_r2']:.3f} "
+          f"held out" + (f"; {report['frames_r2']:.3f} on the frames' own actions" if "frames_r2" in report else ""))
+    print(f"wrote {args.out}: {report['frames_episodes']} episodes labelled + {report['labelled_episodes']} with their "
+          f"actions ({report['seconds']:.0f} s)")
+    print(f"next: `amia train --data {args.out} --out NEW_RUN init={args.run}`")
 
 
 def _train_level2(args, cfg2, critic_cfg) -> None:
@@ -462,6 +481,21 @@ def _posttrain_parser(sub) -> None:
     t.set_defaults(func=cmd_posttrain)
 
 
+def _label_parser(sub) -> None:
+    t = sub.add_parser("label", help="give a pretrained run's frames actions: an inverse model fitted on a few "
+                                     "labelled episodes labels them; then `amia train --data`")
+    t.add_argument("--run", required=True, help="the run made by `amia pretrain`")
+    t.add_argument("--data", required=True, help="trajectory file with actions (the labelled episodes)")
+    t.add_argument("--frames", help="trajectory file of the frames to label (default: those the run was pretrained on)")
+    t.add_argument("--out", required=True, help="the new trajectory file: the frames with inferred actions, then the "
+                                                "labelled episodes")
+    t.add_argument("--config", help="YAML preset of amia.training.inverse_labels.LabelConfig")
+    t.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. context=3 steps=5000")
+    t.set_defaults(func=cmd_label)
+
+
 def _demo_parser(sub) -> None:
     d = sub.add_parser("demo", help="the main job on the default world: collect, train, plan to goals")
     d.add_argument("--env", default=DEFAULT_ENV, help="world id (default %(default)s)")
@@ -577,6 +611,7 @@ def build_parser() -> argparse.ArgumentParser:
     _train_parser(sub)
     _pretrain_parser(sub)
     _posttrain_parser(sub)
+    _label_parser(sub)
     _demo_parser(sub)
     _distill_parser(sub)
     _reflex_parser(sub)

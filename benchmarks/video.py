@@ -26,16 +26,27 @@ def main() -> None:
     p.add_argument("--work", default="runs/video_bench", help="where the data and every run are kept (and reused)")
     p.add_argument("--data", help="the default TwoRooms dataset (default: collect it into --work)")
     p.add_argument("--fractions", type=float, nargs="+", default=[0.01, 0.02, 0.05, 0.2, 1.0])
-    p.add_argument("--full-run", help="an existing default run (`amia demo` / `amia train`) on the same data for 100%")
+    p.add_argument("--full-run", help="an existing default run (`amia demo` / `amia train`) on the same data for 100%%")
     p.add_argument("--episodes", type=int, default=200)
     p.add_argument("--seed", type=int, default=0, help="evaluation seed (0: the standard episodes)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: OMP_NUM_THREADS, else every core)")
     p.add_argument("--plot", default="docs/video_curve.png", help="the curve as a picture ('' for none)")
     p.add_argument("--out", default="benchmarks/results/video_cpu.json")
-    p.add_argument("--method", choices=["init", "posttrain"], default="init",
-                   help="init: train with actions starting from the pretrained weights (`amia train init=RUN`); "
-                        "posttrain: learn only the action map on the frozen model (`amia posttrain`)")
+    p.add_argument("--add", action="store_true",
+                   help="keep the rows of --out for fractions not run now (each row names its runs and git revision)")
+    p.add_argument("--method", choices=["init", "label", "posttrain"], default="init",
+                   help="label: an inverse model on the pretrained states labels every frame (`amia label`), then the "
+                        "default training on them; init: train with actions starting from the pretrained weights "
+                        "(`amia train init=RUN`); posttrain: learn only the action map on the frozen model "
+                        "(`amia posttrain`)")
     p.add_argument("--posttrain", nargs="*", default=[], metavar="key=value", help="overrides of PosttrainConfig")
+    p.add_argument("--label", nargs="*", default=[], metavar="key=value", help="overrides of LabelConfig")
+    p.add_argument("--maze", action="store_true",
+                   help="run the H-JEPA from video on Maze-v0 instead (level 1 from frame-pretrained weights, level 2 "
+                        "with latent abstract actions, hierarchical Mode-2 with configs/maze_eval.yaml) into "
+                        "--maze-out, whose fields the TwoRooms JSON then carries")
+    p.add_argument("--maze-work", help="where the maze part keeps its data and runs (default: --work/maze)")
+    p.add_argument("--maze-out", default="benchmarks/results/video_maze_cpu.json")
     p.add_argument("pretrain", nargs="*", metavar="key=value", help="overrides of the pretraining config")
     args = p.parse_args()
 
@@ -48,15 +59,20 @@ def main() -> None:
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
+    if args.maze:
+        maze = {"benchmark": "video_maze", "command": " ".join(["benchmarks/video.py", *sys.argv[1:]]),
+                "git_rev": git_revision(), "machine": machine(),
+                **maze_part(args, Path(args.maze_work) if args.maze_work else work / "maze")}
+        Path(args.maze_out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.maze_out).write_text(json.dumps(maze, indent=2))
+        return
     data = Path(args.data) if args.data else work / "data.h5"
     if not data.exists():
         collect(ENV, data, CollectConfig())
     episodes = read_info(data).episodes
     doc = {"benchmark": "video", "command": " ".join(["benchmarks/video.py", *sys.argv[1:]]), "env": ENV,
            "data": str(data), "episodes": args.episodes, "seed": args.seed, "git_rev": git_revision(),
-           "machine": machine(), "curve": [],
-           # the maze part (a level 2 trained from video) is not built yet: its fields stay empty
-           "maze_hierarchical_video_level2": None, "maze_probe_px_64_video": None, "maze_probe_px_64_actions": None}
+           "machine": machine(), "curve": [], **maze_fields(Path(args.maze_out))}
 
     def save() -> None:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -68,13 +84,15 @@ def main() -> None:
 
     pre_cfg = apply_overrides(PretrainConfig(threads=args.threads), args.pretrain)
     video = work / "video"
+    if args.add and Path(args.out).exists():
+        doc["curve"] = [r for r in json.loads(Path(args.out).read_text())["curve"] if r["fraction"] not in args.fractions]
     doc["pretrain"] = train(None, video, pre_cfg, data=str(data), progress=True)
     doc["pretrain_seconds"] = doc["pretrain"]["train_seconds"]
     save()
     for fraction in args.fractions:
         row = fraction_row(args, work, data, video, episodes, fraction, success)
         print(json.dumps(row), flush=True)
-        doc["curve"].append(row)
+        doc["curve"] = sorted([*doc["curve"], {**row, "git_rev": doc["git_rev"]}], key=lambda r: r["fraction"])
         by = {r["fraction"]: r for r in doc["curve"]}
         if 0.02 in by:
             doc["success_video_2pct"], doc["success_scratch_2pct"] = by[0.02]["success_video"], by[0.02]["success_scratch"]
@@ -88,8 +106,9 @@ def main() -> None:
 def fraction_row(args, work: Path, data: Path, video: Path, episodes: int, fraction: float, success) -> dict:
     """Post-train the pretrained run and train a run from scratch on the first ``fraction`` of the episodes; both
     evaluated by ``success(run)``."""
-    from amia.data.dataset import take_episodes
+    from amia.data.dataset import read_info, take_episodes
     from amia.infra.config import apply_overrides
+    from amia.training.inverse_labels import LabelConfig, label_frames
     from amia.training.posttrain import PosttrainConfig, posttrain
     from amia.training.world_model import default_config, train
 
@@ -99,7 +118,14 @@ def fraction_row(args, work: Path, data: Path, video: Path, episodes: int, fract
         take_episodes(data, labelled, n)
     labelled_data = str(labelled if n < episodes else data)
     cfg = apply_overrides(default_config(ENV), [f"threads={args.threads}"])
-    if args.method == "init":  # the default training on the labelled episodes, started from the pretrained weights
+    if args.method == "label":  # every frame labelled by the inverse model, then the default training on them
+        pseudo, post = work / f"pseudo_{n}.h5", work / f"label_{n}"
+        if not pseudo.exists():
+            label_frames(video, labelled_data, pseudo, frames=data,
+                         cfg=apply_overrides(LabelConfig(threads=args.threads), args.label), progress=True)
+        metrics = train(ENV, post, cfg, data=str(pseudo), progress=True)
+        metrics["label"] = read_info(pseudo).meta["labelled_by"]
+    elif args.method == "init":  # the default training on the labelled episodes, started from the pretrained weights
         post = work / f"init_{n}"
         metrics = train(ENV, post, apply_overrides(cfg, [f"init={video}"]), data=labelled_data, progress=True)
     else:  # the action map (amia posttrain) on the frozen pretrained model
@@ -108,6 +134,8 @@ def fraction_row(args, work: Path, data: Path, video: Path, episodes: int, fract
                                                                    args.posttrain), progress=True)
     row = {"fraction": fraction, "labelled_episodes": n, "method": args.method,
            "video_seconds": metrics["train_seconds"], "success_video": success(post), "video_run": str(post)}
+    if "label" in metrics:
+        row["label"] = {k: metrics["label"][k] for k in ("inverse_model", "frames_r2", "seconds") if k in metrics["label"]}
     if fraction == 1.0 and args.full_run:
         scratch = Path(args.full_run)
     else:
@@ -116,6 +144,58 @@ def fraction_row(args, work: Path, data: Path, video: Path, episodes: int, fract
     row["success_scratch"] = success(scratch)
     row["scratch_run"] = str(scratch)
     return row
+
+
+MAZE = "amia/Maze-v0"
+MAZE_FIELDS = ("maze_hierarchical_video_level2", "maze_probe_px_64_video", "maze_probe_px_64_actions")
+
+
+def maze_fields(path: Path) -> dict:
+    """The maze part's headline fields, from its own file (``--maze``), or empty where it has not been run."""
+    maze = json.loads(path.read_text()) if path.exists() else {}
+    return {**{k: maze.get(k) for k in MAZE_FIELDS}, "maze_file": str(path) if maze else None}
+
+
+def maze_part(args, work: Path) -> dict:
+    """Maze-v0's H-JEPA from video: pretrain on the default maze data's frames, train level 1 with actions from those
+    weights, then level 2 with abstract actions inferred from level-2 states (it reads no action) and its critic;
+    hierarchical Mode-2 on the standard episodes. Beside it, a level 2 with encoded actions on the same level 1, for
+    its 64-step probe error."""
+    import shutil
+
+    from amia.data import CollectConfig, collect
+    from amia.eval.protocol import EvalConfig, evaluate
+    from amia.infra.config import apply_overrides, load_yaml
+    from amia.models.level2 import HJEPAConfig
+    from amia.training.critics import train_level2_critic
+    from amia.training.level2 import train_level2
+    from amia.training.world_model import WORLD_PRESETS, PretrainConfig, default_config, train
+
+    work.mkdir(parents=True, exist_ok=True)
+    data = work / "data.h5"
+    if not data.exists():
+        collect(MAZE, data, CollectConfig())
+    pre = train(None, work / "video", apply_overrides(PretrainConfig(threads=args.threads), WORLD_PRESETS[MAZE]),
+                data=str(data), progress=True)
+    level1 = work / "level1"
+    cfg = apply_overrides(default_config(MAZE), [f"threads={args.threads}", f"init={work / 'video'}"])
+    metrics1 = train(MAZE, level1, cfg, data=str(data), progress=True)
+    actions_run = work / "level1_actions"  # the same level 1, with the ordinary action-encoded level 2
+    if not actions_run.exists():
+        shutil.copytree(level1, actions_run, ignore=shutil.ignore_patterns("level2*", "tb"))
+    with_actions = train_level2(actions_run, HJEPAConfig(threads=args.threads), progress=True)
+    latent = train_level2(level1, HJEPAConfig(abstract="latent", threads=args.threads), progress=True)
+    train_level2_critic(level1, progress=True)
+    eval_cfg = apply_overrides(load_yaml(EvalConfig, ROOT / "configs/maze_eval.yaml"),
+                               [f"episodes={args.episodes}", f"seed={args.seed}"])
+    result = evaluate(level1, eval_cfg, progress=True)
+    return {"maze_hierarchical_video_level2": result["success_rate"],
+            "maze_strict_video_level2": result["strict_success_rate"],
+            "maze_probe_px_64_video": latent["horizon_report"]["level2_pred_error_px"],
+            "maze_probe_px_64_actions": with_actions["horizon_report"]["level2_pred_error_px"],
+            "maze_copy_px_64": latent["horizon_report"]["copy_error_px"],
+            "maze_pretrain_seconds": pre["train_seconds"], "maze_level1_seconds": metrics1["train_seconds"],
+            "maze_level1_probe_r2": metrics1.get("probe_r2"), "maze_runs": str(work), "maze_eval": result}
 
 
 def plot(curve: list[dict], path: Path) -> None:

@@ -237,6 +237,32 @@ def test_level2_loss_is_finite_and_falls_on_a_toy_problem():
     assert np.mean(preds[-5:]) < 0.7 * np.mean(preds[:5])
 
 
+def test_latent_abstract_actions_read_no_action_and_learn_the_moves():
+    """A level 2 that never sees an action: its abstract actions are inferred from consecutive level-2 states.
+    On the toy, the latent must carry the block's move: the prediction beats predicting no change by far, and the
+    actions passed in are never read (NaN actions change nothing)."""
+    torch.manual_seed(0)
+    level2 = Level2(tiny_level2(abstract="latent", action_hidden=64, predictor=PredictorConfig(hidden=64)), 8, 2)
+    assert not hasattr(level2, "action_encoder")
+    opt = torch.optim.Adam(level2.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    for step in range(400):
+        states, actions = toy_batch(g)
+        terms = level2(states, torch.full_like(actions, float("nan")), seed=step)
+        opt.zero_grad()
+        terms["loss"].backward()
+        opt.step()
+    level2.eval()
+    states, actions = toy_batch(torch.Generator().manual_seed(9), b=256)
+    with torch.no_grad():
+        s2, a2 = level2.encode_window(states, actions)
+        assert torch.equal(a2, level2.encode_window(states, torch.full_like(actions, float("nan")))[1])
+        assert a2.abs().max() <= 1 and a2.shape == (256, 3, 2)
+        pred = level2.rollout(s2[:, 0], a2)
+    err, still = (pred - s2[:, 1:]).pow(2).mean(), (s2[:, :1] - s2[:, 1:]).pow(2).mean()
+    assert err < 0.1 * still, (float(err), float(still))
+
+
 def test_action_noise_is_seeded_and_off_in_eval_mode():
     torch.manual_seed(0)
     level2 = Level2(tiny_level2(act_noise=0.5), 8, 2)
@@ -286,6 +312,16 @@ def test_train_level2_writes_weights_summary_log_and_report(level2_run):
     again = level2_horizon_report(run, horizon_steps=12, windows=8)
     assert again["level2_pred_error_px"] == rep["level2_pred_error_px"]
     assert again["level1_pred_error_px"] == rep["level1_pred_error_px"]
+
+
+def test_a_latent_level2_trains_on_a_run_and_loads_back(level1_run, tmp_path):
+    run = fresh_copy(level1_run, tmp_path)
+    summary = train_level2(run, tiny_level2(abstract="latent"), progress=False)
+    assert summary["config"]["abstract"] == "latent" and math.isfinite(summary["horizon_report"]["level2_pred_error_px"])
+    level2, _ = load_level2(run)
+    assert level2.cfg.abstract == "latent" and level2.action_dim == 2
+    with pytest.raises(ConfigError, match="abstract"):
+        tiny_level2(abstract="video")
 
 
 def test_load_level2_round_trips_the_weights_bit_for_bit(level2_run):
@@ -380,3 +416,18 @@ def test_cli_level2_overrides_are_checked(level1_run, data_file, tmp_path, capsy
     err = capsys.readouterr().err
     assert "gamma" in err and "1.5" in err
     assert not (tmp_path / "x").exists()
+
+
+def test_cli_latent_level2_with_its_critic_plans_hierarchically(level1_run, data_file, tmp_path, capsys):
+    """``level2.abstract=latent`` on the command line: level 2 and its critic train without reading an action, and
+    hierarchical Mode-2 plans its latent abstract actions."""
+    run = fresh_copy(level1_run, tmp_path)
+    args = ["train", "--env", ENV, "--data", str(data_file), "--out", str(run), "--quiet", "--levels", "2"]
+    assert cli_main(args + LEVEL1_OVERRIDES + LEVEL2_OVERRIDES + CRITIC2_OVERRIDES + ["level2.abstract=latent"]) == 0
+    level2, _ = load_level2(run)
+    assert level2.cfg.abstract == "latent" and load_level2_critic(run) is not None
+    out = tmp_path / "h.json"
+    assert cli_main(["eval", "--run", str(run), "--hierarchical", "--episodes", "2", "--quiet", "--json", str(out),
+                     "max_steps=6", "hierarchy.level1.horizon=8", "hierarchy.level2.horizon=2"]) == 0
+    r = json.loads(out.read_text())
+    assert r["hierarchical"] is True and r["episodes"] == 2 and 0 <= r["success_rate"] <= 1

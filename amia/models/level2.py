@@ -11,6 +11,11 @@ variance hinge and covariance penalty on level-2 states (Sec. 4.5.1) keep them f
 ahead (Sec. 4.7). ``mean`` averages the k level-1 states that *end* at each boundary (a causal, trailing pool),
 so it needs k-1 frames of history before time 0.
 
+**Abstract actions inferred without actions** (``abstract="latent"``, for a level 2 that never sees one, e.g.
+learned from video): ``a2[j] = tanh(Infer2([s2[j], s2[j+1]]))`` is read from consecutive level-2 states instead
+of the level-1 actions, the latent action of Sec. 4.5 at the upper level; the same regulariser bounds what it
+carries, and planning treats it exactly as an encoded action.
+
 **Abstract actions as a regularised latent** (Sec. 4.5): low dimension (``action_dim``), a ``tanh`` that bounds
 them to [-1, 1] (Mode-2's box-bounded planners plan them with bound 1), an L2 penalty and Gaussian noise added
 before the predictor during training, so the predictor is smooth around the encoded actions and planned ones
@@ -29,6 +34,8 @@ from amia.infra.validate import at_least, check, one_of, positive
 from amia.models import regularizers as R
 from amia.models.predictor import Predictor, PredictorConfig, mlp
 
+ABSTRACT = ("actions", "latent")
+
 
 @dataclass
 class HJEPAConfig:
@@ -37,8 +44,10 @@ class HJEPAConfig:
     ``stride`` k: level-1 steps per level-2 step; ``horizon`` M: level-2 steps per training window (M * k
     level-1 steps); ``pool``: ``first`` or ``mean`` (module docstring). Loss: ``pred`` (open-loop prediction),
     ``var`` / ``cov`` (VICReg on level-2 states, hinge at ``std_target``), ``act_l2`` (L2 penalty on abstract
-    actions); ``act_noise``: std of the noise added to abstract actions during training. ``report_steps``: the
-    level-1 horizon of the prediction report written at the end (a multiple of ``stride``; 0: none).
+    actions); ``act_noise``: std of the noise added to abstract actions during training. ``abstract``: where
+    abstract actions come from, ``actions`` (encoded from the block's level-1 actions) or ``latent`` (inferred
+    from consecutive level-2 states; no level-1 action is read). ``report_steps``: the level-1 horizon of the
+    prediction report written at the end (a multiple of ``stride``; 0: none).
     """
 
     stride: int = 8
@@ -55,6 +64,7 @@ class HJEPAConfig:
     std_target: float = 1.0
     act_l2: float = 0.01
     act_noise: float = 0.05
+    abstract: str = "actions"
     steps: int = 3000
     batch_size: int = 128
     lr: float = 1e-3
@@ -70,6 +80,7 @@ class HJEPAConfig:
 
     def __post_init__(self):
         one_of(self, "pool", POOLS)
+        one_of(self, "abstract", ABSTRACT)
         at_least(self, 1, "stride", "horizon", "dim", "action_dim", "encoder_hidden", "action_hidden", "steps",
                  "log_every", "checkpoint_every", "report_windows")
         at_least(self, 0, "pred", "var", "cov", "act_l2", "act_noise", "warmup", "weight_decay", "grad_clip",
@@ -117,7 +128,10 @@ class Level2(nn.Module):
         super().__init__()
         self.cfg, self.level1_dim, self.level1_action_dim = cfg, level1_dim, level1_action_dim
         self.encoder = mlp([level1_dim, cfg.encoder_hidden, cfg.dim])
-        self.action_encoder = ActionEncoder(cfg.stride * level1_action_dim, cfg.action_hidden, cfg.action_dim)
+        if cfg.abstract == "latent":
+            self.infer = mlp([2 * cfg.dim, cfg.action_hidden, cfg.action_dim])
+        else:
+            self.action_encoder = ActionEncoder(cfg.stride * level1_action_dim, cfg.action_hidden, cfg.action_dim)
         self.predictor = Predictor(cfg.predictor, cfg.dim, cfg.action_dim)
 
     @property
@@ -141,6 +155,10 @@ class Level2(nn.Module):
     def encode_actions(self, blocks: torch.Tensor) -> torch.Tensor:
         return self.action_encoder(blocks)
 
+    def infer_actions(self, s2: torch.Tensor) -> torch.Tensor:
+        """Latent abstract actions ``(B, M, action_dim)`` of consecutive level-2 states ``(B, M+1, dim)``."""
+        return torch.tanh(self.infer(torch.cat([s2[:, :-1], s2[:, 1:]], dim=-1)))
+
     def rollout(self, s0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return self.predictor.rollout(s0, actions)
 
@@ -148,15 +166,16 @@ class Level2(nn.Module):
         """Level-2 states ``(B, M+1, dim)`` and abstract actions ``(B, M, action_dim)`` of a level-1 window.
 
         ``states (B, M*k + span, D1)``, ``actions (B, M*k + span - 1, A)``; the first ``span - 1`` actions
-        (inside the history of the first ``mean`` block) are not used.
+        (inside the history of the first ``mean`` block) are not used; with ``abstract="latent"`` none is.
         """
         cfg = self.cfg
+        s2 = self.encode(stride_blocks(states, cfg.stride, cfg.pool))
+        if cfg.abstract == "latent":  # no level-1 action is read
+            return s2, self.infer_actions(s2)
         if actions.shape[:2] != (states.shape[0], states.shape[1] - 1):
             raise ValueError(f"actions should have shape ({states.shape[0]}, {states.shape[1] - 1}, A) for states "
                              f"{tuple(states.shape)}, got {tuple(actions.shape)}")
-        s2 = self.encode(stride_blocks(states, cfg.stride, cfg.pool))
-        a2 = self.encode_actions(action_blocks(actions[:, cfg.span - 1:], cfg.stride))
-        return s2, a2
+        return s2, self.encode_actions(action_blocks(actions[:, cfg.span - 1:], cfg.stride))
 
     def forward(self, states: torch.Tensor, actions: torch.Tensor, seed: int = 0) -> dict[str, torch.Tensor]:
         """Loss terms for a batch of level-1 windows (``encode_window``); ``loss`` is their weighted sum."""

@@ -1,0 +1,155 @@
+"""Labelling frames with an inverse model (``amia label``): the context indices by hand, the inverse model on a toy
+whose actions are known, and a tiny pretrained run labelled end to end into a file that ``amia train`` takes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+
+from amia.cli import main as cli_main
+from amia.data.collect import CollectConfig, collect
+from amia.data.dataset import read_info, take_episodes
+from amia.infra.config import apply_overrides
+from amia.infra.run_dir import RunError
+from amia.training.inverse_labels import Encoded, LabelConfig, context_index, fit, label_frames
+from amia.training.world_model import PretrainConfig, TrainConfig, train
+
+ENV = "amia/TwoRooms-v0"
+TINY = ["steps=4", "batch_size=8", "window=4", "val_every=0", "log_every=2", "checkpoint_every=2", "diag_windows=16",
+        "threads=1", "warmup=2", "jepa.encoder.dim=8", "jepa.encoder.channels=[4,8]", "jepa.encoder.downsample=4",
+        "jepa.predictor.hidden=16", "latent_action.hidden=16"]
+
+
+def test_context_index_clamps_each_window_to_its_episode():
+    frames, states, transitions = context_index(np.array([0, 3, 7]), context=1)
+    # the last frame of each episode (2 and 6) takes no action
+    assert frames.tolist() == [0, 1, 3, 4, 5]
+    assert states.tolist() == [[0, 0, 1, 2], [0, 1, 2, 2], [3, 3, 4, 5], [3, 4, 5, 6], [4, 5, 6, 6]]
+    assert transitions.tolist() == [[0, 0, 1], [0, 1, 1], [3, 3, 4], [3, 4, 5], [4, 5, 5]]
+
+
+def toy(episodes: int, seed: int, blocked: float = 0.0) -> tuple[Encoded, torch.Tensor, np.ndarray]:
+    """States moved by a fixed linear map of smooth 2-D actions (``blocked``: the fraction of steps that move
+    nothing, as against a wall)."""
+    g = np.random.default_rng(seed)
+    steps, dim = 20, 6
+    mix = np.random.default_rng(0).normal(size=(2, dim))  # the same world for every call
+    actions = np.cumsum(g.normal(size=(episodes, steps, 2)), axis=1) * 0.3
+    actions = np.tanh(actions)
+    moves = actions @ mix * (g.random((episodes, steps, 1)) >= blocked)
+    states = np.concatenate([g.normal(size=(episodes, 1, dim)), moves], axis=1).cumsum(axis=1)
+    offsets = np.arange(episodes + 1) * (steps + 1)
+    padded = np.concatenate([actions, np.zeros((episodes, 1, 2))], axis=1).reshape(-1, 2)
+    frames, si, ti = context_index(offsets, context=1)
+    enc = Encoded(torch.tensor(states.reshape(-1, dim), dtype=torch.float32), torch.zeros(len(padded), 0), frames, si, ti)
+    return enc, torch.tensor(padded, dtype=torch.float32), offsets
+
+
+def test_the_inverse_model_reads_known_actions_off_the_states():
+    enc, actions, offsets = toy(60, seed=1)
+    cfg = LabelConfig(context=1, latent=False, hidden=64, steps=800, batch_size=128, weight_decay=0.0, val_fraction=0.2)
+    _, report = fit(enc, actions, offsets, cfg, torch.device("cpu"), progress=False)
+    assert report["val_r2"] > 0.93, report
+    # with a tenth of the steps it has not learned them yet: the number measures the fit, not the data
+    _, short = fit(enc, actions, offsets, LabelConfig(**{**cfg.__dict__, "steps": 5}), torch.device("cpu"), False)
+    assert short["val_r2"] < 0.8 < report["val_r2"], (short, report)
+
+
+def test_context_recovers_the_actions_of_blocked_steps():
+    enc, actions, offsets = toy(120, seed=2, blocked=0.3)
+    base = dict(latent=False, hidden=64, steps=1500, batch_size=128, weight_decay=0.0, val_fraction=0.2)
+    scores = {}
+    for c in (0, 2):
+        frames, si, ti = context_index(offsets, c)
+        e = Encoded(enc.states, enc.latents, frames, si, ti)
+        scores[c] = fit(e, actions, offsets, LabelConfig(context=c, **base), torch.device("cpu"), False)[1]["val_r2"]
+    # a blocked step shows no move; the smooth actions around it tell what was pushed
+    assert scores[0] < 0.8 and scores[2] > scores[0] + 0.1, scores
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory, restore_threads) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("label")
+    data = root / "data.h5"
+    collect(ENV, data, CollectConfig(episodes=8, steps=12, seed=5))
+    train(None, root / "video", apply_overrides(PretrainConfig(), TINY), data=str(data), progress=False)
+    return root / "video", data
+
+
+def test_label_writes_the_frames_with_actions_then_the_labelled_episodes(tmp_path, pretrained):
+    video, data = pretrained
+    few = take_episodes(data, tmp_path / "few.h5", 3)
+    out = tmp_path / "labelled.h5"
+    report = label_frames(video, few.path, out, cfg=LabelConfig(steps=20, batch_size=16, val_fraction=0.34,
+                                                                threads=1), progress=False)
+    info, source = read_info(out), read_info(data)
+    assert info.episodes == source.episodes + 3 and info.env_id == ENV and info.action_dim == 2
+    assert info.state_names == source.state_names
+    with h5py.File(out, "r") as f, h5py.File(data, "r") as g:
+        n = source.frames
+        assert np.array_equal(f["obs"][:n], g["obs"][()])  # the frames, unchanged
+        assert np.array_equal(f["obs"][n:], g["obs"][:few.frames])  # then the labelled episodes
+        assert np.array_equal(f["action"][n:], g["action"][:few.frames])  # with their own actions
+        inferred = f["action"][:n]
+        ends = source.episode_offsets[1:] - 1
+        assert np.all(inferred[ends] == 0) and np.all(np.abs(inferred) <= source.action_max + 1e-5)
+        assert np.abs(np.delete(inferred, ends, axis=0)).min(axis=1).max() > 0
+    assert -1 < report["frames_r2"] <= 1 and "val_r2" in report["inverse_model"]
+    assert json_meta(out)["labelled_by"]["labelled_episodes"] == 3
+    with pytest.raises(RunError, match="exists"):
+        label_frames(video, few.path, out, progress=False)
+
+
+def json_meta(path: Path) -> dict:
+    return read_info(path).meta
+
+
+def test_label_from_the_command_line_then_train_on_it(tmp_path, pretrained, capsys):
+    video, data = pretrained
+    few = take_episodes(data, tmp_path / "few.h5", 3)
+    out = tmp_path / "labelled.h5"
+    assert cli_main(["label", "--run", str(video), "--data", str(few.path), "--out", str(out), "--quiet", "steps=10",
+                     "batch_size=8", "val_fraction=0.34", "threads=1"]) == 0
+    assert "inverse model: r2" in capsys.readouterr().out
+    cfg = [o for o in TINY if not o.startswith("latent_action")]
+    assert cli_main(["train", "--data", str(out), "--out", str(tmp_path / "run"), "--quiet", *cfg]) == 0
+
+
+def test_label_refuses_files_without_actions_and_directories_that_are_not_runs(tmp_path, pretrained):
+    video, data = pretrained
+    with pytest.raises(RunError, match="has no actions"):
+        label_frames(video, frames_only(tmp_path, data), tmp_path / "x.h5", progress=False)
+    with pytest.raises(RunError, match="not a run directory"):
+        label_frames(tmp_path / "nothing", data, tmp_path / "y.h5", progress=False)
+    assert not (tmp_path / "x.h5").exists() and not (tmp_path / "y.h5").exists()
+
+
+def test_a_second_round_labels_with_the_states_of_a_run_trained_on_the_first(tmp_path, pretrained):
+    video, data = pretrained
+    few = take_episodes(data, tmp_path / "few.h5", 3)
+    first = tmp_path / "first.h5"
+    label_frames(video, few.path, first, frames=data, cfg=LabelConfig(steps=5, val_fraction=0.34, threads=1),
+                 progress=False)
+    cfg = apply_overrides(TrainConfig(), [o for o in TINY if not o.startswith("latent_action")])
+    train(None, tmp_path / "round1", cfg, data=str(first), progress=False)
+    second = tmp_path / "second.h5"
+    report = label_frames(tmp_path / "round1", few.path, second, frames=data,
+                          cfg=LabelConfig(steps=5, val_fraction=0.34, threads=1), progress=False)
+    # an ordinary run has no latent actions: the inverse model reads its states alone
+    assert read_info(second).episodes == read_info(data).episodes + 3 and "val_r2" in report["inverse_model"]
+
+
+def frames_only(tmp_path: Path, data: Path) -> Path:
+    from amia.data.dataset import TrajectoryWriter
+
+    info = read_info(data)
+    path = tmp_path / "frames.h5"
+    w = TrajectoryWriter(path, "video", info.obs_shape, 0, [])
+    w.add_batch(np.zeros((2, 6, *info.obs_shape), np.uint8), np.zeros((2, 5, 0), np.float32),
+                np.zeros((2, 6, 0), np.float32))
+    w.close()
+    return path
