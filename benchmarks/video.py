@@ -158,9 +158,9 @@ def maze_fields(path: Path) -> dict:
 
 def maze_part(args, work: Path) -> dict:
     """Maze-v0's H-JEPA from video: pretrain on the default maze data's frames, train level 1 with actions from those
-    weights, then level 2 with abstract actions inferred from level-2 states (it reads no action) and its critic;
-    hierarchical Mode-2 on the standard episodes. Beside it, a level 2 with encoded actions on the same level 1, for
-    its 64-step probe error."""
+    weights, then level 2 with abstract actions inferred from level-2 states (it reads no action), their prior and
+    its critic; hierarchical Mode-2 on the standard episodes, planning the latents within their prior. Beside it, a
+    level 2 with encoded actions on the same level 1, for its 64-step probe error."""
     import shutil
 
     from amia.data import CollectConfig, collect
@@ -191,6 +191,7 @@ def maze_part(args, work: Path) -> dict:
     result = evaluate(level1, eval_cfg, progress=True)
     return {"maze_hierarchical_video_level2": result["success_rate"],
             "maze_strict_video_level2": result["strict_success_rate"],
+            "maze_level2_prior_spread": result["level2_prior_spread"],
             "maze_probe_px_64_video": latent["horizon_report"]["level2_pred_error_px"],
             "maze_probe_px_64_actions": with_actions["horizon_report"]["level2_pred_error_px"],
             "maze_copy_px_64": latent["horizon_report"]["copy_error_px"],

@@ -29,6 +29,7 @@ from amia.models.encoder import EncoderConfig
 from amia.models.jepa import JEPAConfig
 from amia.models.level2 import ActionEncoder, HJEPAConfig, Level2
 from amia.models.predictor import PredictorConfig
+from amia.models.probe import LinearProbe
 from amia.training.level2 import level2_horizon_report, train_level2
 from amia.training.world_model import TrainConfig, train
 
@@ -263,6 +264,66 @@ def test_latent_abstract_actions_read_no_action_and_learn_the_moves():
     assert err < 0.1 * still, (float(err), float(still))
 
 
+WALL_LIFT = torch.randn(2, 8, generator=torch.Generator().manual_seed(5))
+
+
+def walled_toy_batch(g: torch.Generator, b: int = 64, m: int = 3, k: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
+    """``toy_batch`` with a wall at x = 0: points start left of it and every move stops there; the 8-D level-1
+    states and the positions."""
+    steps = torch.rand(b, m * k, 2, generator=g) * 2 - 1
+    pos = [torch.cat([torch.rand(b, 1, generator=g) * -3, torch.rand(b, 1, generator=g) * 4 - 2], 1)]
+    for t in range(m * k):
+        nxt = pos[-1] + steps[:, t]
+        pos.append(torch.stack([nxt[:, 0].clamp(max=0.0), nxt[:, 1]], 1))
+    pos = torch.stack(pos, 1)
+    return pos @ WALL_LIFT, pos
+
+
+def test_the_latent_prior_keeps_planned_moves_out_of_the_wall():
+    """A latent level 2 never saw a move through the wall, so the latents of moves to the right, planned from a
+    point at the wall, send its predictor through it (one unit or more to the right: 18% of uniformly planned
+    latents); planned within the prior of that state, far fewer do (2%; the Gaussian's tails)."""
+    torch.manual_seed(0)
+    level2 = Level2(tiny_level2(abstract="latent", action_hidden=64, predictor=PredictorConfig(hidden=64)), 8, 2)
+    assert level2.has_prior
+    opt = torch.optim.Adam(level2.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    for step in range(600):
+        terms = level2(walled_toy_batch(g)[0], torch.zeros(64, 12, 2), seed=step)
+        opt.zero_grad()
+        terms["loss"].backward()
+        opt.step()
+    assert {"prior", "pred"} <= set(terms)
+    level2.eval()
+    with torch.no_grad():
+        states, pos = walled_toy_batch(torch.Generator().manual_seed(3), b=512)
+        read = LinearProbe.fit(level2.encode_state(states).flatten(0, 1).double(), pos.flatten(0, 1).double())
+        s0 = level2.encode_state(torch.tensor([[-0.05, 0.0]]) @ WALL_LIFT).expand(1024, -1)
+        u = torch.rand(1024, 1, 2, generator=torch.Generator().manual_seed(4)) * 2 - 1
+        x_box = read(level2.plan_rollout(s0, u, spread=0.0)[:, 0].double())[:, 0]
+        x_prior = read(level2.plan_rollout(s0, u, spread=2.0)[:, 0].double())[:, 0]
+    beyond_box, beyond_prior = (x_box > 1.0).float().mean(), (x_prior > 1.0).float().mean()
+    assert beyond_box > 0.1 and beyond_prior < beyond_box / 4, (float(beyond_box), float(beyond_prior))
+
+
+def test_plan_rollout_maps_the_planned_numbers_into_the_prior():
+    """``a2 = clamp(mu + spread * std * u)`` at each predicted state, by hand for a prior of constant output."""
+    level2 = Level2(tiny_level2(abstract="latent"), 8, 2).eval()
+    last = level2.prior[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([math.atanh(0.5), math.atanh(-0.2), math.log(0.1), math.log(0.3)]))
+    s0, u = torch.randn(3, 6), torch.rand(3, 4, 2) * 2 - 1
+    mu, std = torch.tensor([0.5, -0.2]), torch.tensor([0.1, 0.3])
+    with torch.no_grad():
+        for spread in (1.0, 2.0, 10.0):
+            want = level2.rollout(s0, (mu + spread * std * u).clamp(-1, 1))
+            torch.testing.assert_close(level2.plan_rollout(s0, u, spread), want)
+        torch.testing.assert_close(level2.plan_rollout(s0, u, 0.0), level2.rollout(s0, u))
+    assert not Level2(tiny_level2(abstract="latent", prior=0.0), 8, 2).has_prior
+    assert not Level2(tiny_level2(), 8, 2).has_prior
+
+
 def test_action_noise_is_seeded_and_off_in_eval_mode():
     torch.manual_seed(0)
     level2 = Level2(tiny_level2(act_noise=0.5), 8, 2)
@@ -420,14 +481,17 @@ def test_cli_level2_overrides_are_checked(level1_run, data_file, tmp_path, capsy
 
 def test_cli_latent_level2_with_its_critic_plans_hierarchically(level1_run, data_file, tmp_path, capsys):
     """``level2.abstract=latent`` on the command line: level 2 and its critic train without reading an action, and
-    hierarchical Mode-2 plans its latent abstract actions."""
+    hierarchical Mode-2 plans its latent abstract actions, within their prior unless ``hierarchy.prior_spread=0``."""
     run = fresh_copy(level1_run, tmp_path)
     args = ["train", "--env", ENV, "--data", str(data_file), "--out", str(run), "--quiet", "--levels", "2"]
     assert cli_main(args + LEVEL1_OVERRIDES + LEVEL2_OVERRIDES + CRITIC2_OVERRIDES + ["level2.abstract=latent"]) == 0
     level2, _ = load_level2(run)
-    assert level2.cfg.abstract == "latent" and load_level2_critic(run) is not None
+    assert level2.cfg.abstract == "latent" and level2.has_prior and load_level2_critic(run) is not None
     out = tmp_path / "h.json"
-    assert cli_main(["eval", "--run", str(run), "--hierarchical", "--episodes", "2", "--quiet", "--json", str(out),
-                     "max_steps=6", "hierarchy.level1.horizon=8", "hierarchy.level2.horizon=2"]) == 0
-    r = json.loads(out.read_text())
-    assert r["hierarchical"] is True and r["episodes"] == 2 and 0 <= r["success_rate"] <= 1
+    for spread, reported in (("2.0", 2.0), ("0", None)):
+        assert cli_main(["eval", "--run", str(run), "--hierarchical", "--episodes", "2", "--quiet", "--json",
+                         str(out), "max_steps=6", "hierarchy.level1.horizon=8", "hierarchy.level2.horizon=2",
+                         f"hierarchy.prior_spread={spread}"]) == 0
+        r = json.loads(out.read_text())
+        assert r["hierarchical"] is True and r["episodes"] == 2 and 0 <= r["success_rate"] <= 1
+        assert r["level2_prior_spread"] == reported

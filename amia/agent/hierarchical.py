@@ -6,7 +6,9 @@ and costs:
 - **Level 2** plans ``T2`` abstract actions ``a2 (B, T2, A2)`` in the box ``[-1, 1]`` (the level-2 actions are
   ``tanh``-bounded) through ``level2.rollout`` from ``s2 = Enc2(s1 now)``, minimising ``GoalDistance`` to
   ``Enc2(goal s1)`` in level-2 space (weighted less toward the end than at level 1, so the plan heads for
-  the goal from its first step). Its ``subgoal``-th planned state, ``subgoal * k`` level-1 steps ahead
+  the goal from its first step). A level 2 whose abstract actions are latents with a prior plans through
+  ``level2.plan_rollout`` instead: the planned numbers place each latent within the prior's spread at its
+  predicted state (``prior_spread``). Its ``subgoal``-th planned state, ``subgoal * k`` level-1 steps ahead
   (``k`` the level-2 stride), is the subgoal.
 - **Level 1** plans concrete actions through the level-1 predictor, minimising ``SubgoalDistance``: the
   squared distance between ``Enc2`` of its predicted states and the subgoal, weighted from the step at which
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -69,7 +72,9 @@ class HierarchyConfig:
     ``stay``: where the goal switch is on, compare each level-1 plan with staying put and keep still where that is
     predicted to cost no more (``HierarchicalActor.stay_where_better``; on by default: on the maze's tuning seeds
     episodes that had reached the goal wandered 1-7 px around it with the switch on, and left it; seed 4
-    0.95 -> 0.98, seed 3 0.98 -> 0.98).
+    0.95 -> 0.98, seed 3 0.98 -> 0.98). ``prior_spread``: for a level 2 with latent abstract actions and a prior
+    (``HJEPAConfig.prior``), how many of the prior's standard deviations around its mean the planner's box
+    [-1, 1] spans (0: plan the latents directly in their box).
     """
 
     level1: PlannerConfig = field(default_factory=lambda: PlannerConfig(horizon=24))
@@ -86,12 +91,13 @@ class HierarchyConfig:
     critic_weight: float = 1.0
     surprise: SurpriseConfig = field(default_factory=lambda: SurpriseConfig(enabled=True, steps=2))
     stay: bool = True
+    prior_spread: float = 2.0
 
     def __post_init__(self):
         one_of(self, "planner2", ("", *PLANNERS))
         at_least(self, 1, "replan_every", "subgoal")
-        at_least(self, 0, "replan2_every", "switch_distance", "subgoal_weight", "final_weight", "level2_final_weight",
-                 "critic_weight")
+        at_least(self, 0, "prior_spread", "replan2_every", "switch_distance", "subgoal_weight", "final_weight",
+                 "level2_final_weight", "critic_weight")
 
     def level2_every(self, stride: int) -> int:
         """Level-1 steps between level-2 re-plans."""
@@ -205,12 +211,24 @@ class HierarchicalActor:
         if self.critic2 is not None and c.critic_weight:
             cost = Cost({"goal": (1.0, cost)}, {"critic": (c.critic_weight, GoalCritic(self.critic2, ep.goal2,
                                                                                          c.level2_final_weight))})
-        ep.plan2 = plan(self.planner2, self.level2.rollout, cost, s2, init, 1.0, c.level2,
+        rollout = self.level2_rollout()
+        ep.plan2 = plan(self.planner2, rollout, cost, s2, init, 1.0, c.level2,
                         warm=ep.plan2 is not None, generator=ep.generator).actions
         with torch.no_grad():
-            ep.states2 = self.level2.rollout(s2, ep.plan2)
+            ep.states2 = rollout(s2, ep.plan2)
         ep.subgoal = ep.states2[:, c.subgoal - 1]
         ep.near = self.goal_within_reach(s2, ep.states2, ep.goal2)
+
+    def level2_rollout(self) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """What level 2 plans through: within the prior of a latent level 2 (``Level2.plan_rollout``), else the
+        abstract actions themselves."""
+        if self.uses_prior:
+            return partial(self.level2.plan_rollout, spread=self.cfg.prior_spread)
+        return self.level2.rollout
+
+    @property
+    def uses_prior(self) -> bool:
+        return bool(getattr(self.level2, "has_prior", False)) and self.cfg.prior_spread > 0
 
     def goal_within_reach(self, s2: torch.Tensor, states2: torch.Tensor, goal2: torch.Tensor) -> torch.Tensor:
         """The goal switch ``(B,)``: the current level-2 state or one of the first ``level1.horizon // k`` planned
@@ -289,6 +307,7 @@ class HierarchicalActor:
                 "surprise_watch": c.surprise.enabled,
                 "predictor_calls_per_step": calls, "planner2": self.planner2, "level2_horizon": c.level2.horizon,
                 "stride": k, "replan2_every": c.level2_every(k),
+                "level2_prior_spread": c.prior_spread if self.uses_prior else None,
                 "level2_critic_weight": c.critic_weight if self.critic2 is not None else 0.0, "stay": c.stay}
 
 

@@ -14,7 +14,11 @@ so it needs k-1 frames of history before time 0.
 **Abstract actions inferred without actions** (``abstract="latent"``, for a level 2 that never sees one, e.g.
 learned from video): ``a2[j] = tanh(Infer2([s2[j], s2[j+1]]))`` is read from consecutive level-2 states instead
 of the level-1 actions, the latent action of Sec. 4.5 at the upper level; the same regulariser bounds what it
-carries, and planning treats it exactly as an encoded action.
+carries. Such a latent says where the world went, not what was done, so it can name moves the world does not
+allow (through a wall): the predictor never saw them and extrapolates. **The prior** ``p(a2 | s2) =
+N(mu(s2), std(s2))`` (Sec. 4.8, the Gibbs distribution of the latent given the state; weight ``prior``, fitted to
+the inferred latents, which it does not shape) holds which moves the data showed from each state, and the
+planner searches within it (``plan_rollout``).
 
 **Abstract actions as a regularised latent** (Sec. 4.5): low dimension (``action_dim``), a ``tanh`` that bounds
 them to [-1, 1] (Mode-2's box-bounded planners plan them with bound 1), an L2 penalty and Gaussian noise added
@@ -32,6 +36,7 @@ from torch import nn
 from amia.data.blocks import POOLS, action_blocks, pool_span, stride_blocks
 from amia.infra.validate import at_least, check, one_of, positive
 from amia.models import regularizers as R
+from amia.models.latent import gaussian_nll
 from amia.models.predictor import Predictor, PredictorConfig, mlp
 
 ABSTRACT = ("actions", "latent")
@@ -47,7 +52,8 @@ class HJEPAConfig:
     actions); ``act_noise``: std of the noise added to abstract actions during training. ``abstract``: where
     abstract actions come from, ``actions`` (encoded from the block's level-1 actions) or ``latent`` (inferred
     from consecutive level-2 states; no level-1 action is read). ``report_steps``: the level-1 horizon of the
-    prediction report written at the end (a multiple of ``stride``; 0: none).
+    prediction report written at the end (a multiple of ``stride``; 0: none). ``prior``: with ``latent``, the
+    weight of the state-conditioned prior's negative log-likelihood of the inferred latents (0: no prior).
     """
 
     stride: int = 8
@@ -65,6 +71,7 @@ class HJEPAConfig:
     act_l2: float = 0.01
     act_noise: float = 0.05
     abstract: str = "actions"
+    prior: float = 1.0
     steps: int = 3000
     batch_size: int = 128
     lr: float = 1e-3
@@ -83,7 +90,7 @@ class HJEPAConfig:
         one_of(self, "abstract", ABSTRACT)
         at_least(self, 1, "stride", "horizon", "dim", "action_dim", "encoder_hidden", "action_hidden", "steps",
                  "log_every", "checkpoint_every", "report_windows")
-        at_least(self, 0, "pred", "var", "cov", "act_l2", "act_noise", "warmup", "weight_decay", "grad_clip",
+        at_least(self, 0, "pred", "var", "cov", "act_l2", "prior", "act_noise", "warmup", "weight_decay", "grad_clip",
                  "report_steps", "seed", "threads")
         positive(self, "std_target", "lr")
         check(self.batch_size >= 2 or self.var + self.cov == 0, "batch_size", self.batch_size,
@@ -130,6 +137,8 @@ class Level2(nn.Module):
         self.encoder = mlp([level1_dim, cfg.encoder_hidden, cfg.dim])
         if cfg.abstract == "latent":
             self.infer = mlp([2 * cfg.dim, cfg.action_hidden, cfg.action_dim])
+            if cfg.prior:
+                self.prior = mlp([cfg.dim, cfg.action_hidden, 2 * cfg.action_dim])
         else:
             self.action_encoder = ActionEncoder(cfg.stride * level1_action_dim, cfg.action_hidden, cfg.action_dim)
         self.predictor = Predictor(cfg.predictor, cfg.dim, cfg.action_dim)
@@ -162,6 +171,29 @@ class Level2(nn.Module):
     def rollout(self, s0: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return self.predictor.rollout(s0, actions)
 
+    @property
+    def has_prior(self) -> bool:
+        return hasattr(self, "prior")
+
+    def prior_params(self, s2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean (in [-1, 1]) and log standard deviation ``(..., action_dim)`` of ``p(a2 | s2)``."""
+        mu, log_std = self.prior(s2).chunk(2, dim=-1)
+        return torch.tanh(mu), log_std.clamp(-5.0, 1.0)
+
+    def plan_rollout(self, s0: torch.Tensor, u: torch.Tensor, spread: float = 2.0) -> torch.Tensor:
+        """The rollout a planner searches: ``u (B, T, action_dim)`` in [-1, 1] names the abstract action
+        ``a2 = mu(s) + spread * std(s) * u`` (clamped to [-1, 1]) of the prior at each predicted state ``s``, so
+        planned moves stay among those the data showed from there. Without a prior (or ``spread`` 0), ``u`` is
+        the abstract action itself (``rollout``)."""
+        if not self.has_prior or spread <= 0:
+            return self.rollout(s0, u)
+        out, s = [], s0
+        for t in range(u.shape[1]):
+            mu, log_std = self.prior_params(s)
+            s = self.predictor(s, (mu + spread * log_std.exp() * u[:, t]).clamp(-1.0, 1.0))
+            out.append(s)
+        return torch.stack(out, dim=1)
+
     def encode_window(self, states: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Level-2 states ``(B, M+1, dim)`` and abstract actions ``(B, M, action_dim)`` of a level-1 window.
 
@@ -192,6 +224,10 @@ class Level2(nn.Module):
         terms = {"pred": (pred - s2[:, 1:]).pow(2).mean(), "var": R.variance_hinge(flat, c.std_target),
                  "cov": R.covariance_penalty(flat), "act": a2.pow(2).mean()}
         weights = {"pred": c.pred, "var": c.var, "cov": c.cov, "act": c.act_l2}
+        if self.has_prior:  # fitted to the latents; it does not shape them, nor the states
+            mu, log_std = self.prior_params(s2[:, :-1].detach())
+            terms["prior"] = gaussian_nll(a2.detach(), mu, log_std).mean() / c.action_dim
+            weights["prior"] = c.prior
         terms["loss"] = sum(weights[k] * terms[k] for k in weights)
         return terms
 
