@@ -424,6 +424,14 @@ def test_resume_with_other_level2_settings_is_refused(level2_run, tmp_path):
         train_level2(run, tiny_level2(stride=2), progress=False)
 
 
+def test_other_threads_do_not_block_a_resume(level2_run, tmp_path):
+    """``threads`` decides how fast the steps run, not what they learn: a finished level 2 reads back under another."""
+    run = fresh_copy(level2_run[0], tmp_path, keep_level2=True)
+    before = level2_tensors(run)
+    assert train_level2(run, tiny_level2(threads=2), progress=False)["steps"] == L2_STEPS
+    assert_same(before, level2_tensors(run))
+
+
 def test_level2_needs_a_finished_level1(data_file, tmp_path):
     run = tmp_path / "run"
     train(ENV, run, tiny_level1(), data=str(data_file), progress=False, stop_after=3)

@@ -160,6 +160,8 @@ def load_level2(run_dir: str | Path, device: str = "cpu", level1: JEPA | None = 
                               f"level 1 gives {dim}-D states")
     if level1 is not None and weights_fingerprint(level1) != meta["level1"]:
         raise CheckpointError(f"{path}: level 2 was trained on other level-1 weights than the given model's")
+    if raw.get("abstract") == "latent" and "prior" not in raw:  # latent abstract actions saved before the prior
+        raw = {**raw, "prior": 0.0}
     level2 = Level2(from_dict(HJEPAConfig, raw), meta["level1_dim"], meta["level1_action_dim"])
     load_weights(level2, tensors, path)
     return level2.to(device).eval(), meta

@@ -45,7 +45,7 @@ def train_level2(run_dir: str | Path, cfg: HJEPAConfig | None = None, device: st
     level2 = Level2(cfg, model1.cfg.encoder.dim, model1.action_dim).to(dev)
     opt = torch.optim.AdamW(level2.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loop = TrainingLoop("level2", run_dir / LEVEL2, level2, opt, cfg.steps,
-                        {"config": to_dict(cfg), "level1": fingerprint, "level1_dim": level2.level1_dim,
+                        {"config": identity(cfg), "level1": fingerprint, "level1_dim": level2.level1_dim,
                          "level1_action_dim": level2.level1_action_dim},
                         run_dir, cfg.log_every, cfg.checkpoint_every, progress)
     loop.resume()
@@ -70,6 +70,15 @@ def train_level2(run_dir: str | Path, cfg: HJEPAConfig | None = None, device: st
     return write_summary(run_dir / LEVEL2_SUMMARY, {
         "run": str(run_dir), "steps": loop.step, "seconds": round(loop.seconds, 1), "final_losses": loop.last,
         "config": to_dict(cfg), "level1": fingerprint, "git_rev": git_revision(), "horizon_report": report})
+
+
+def identity(cfg: HJEPAConfig) -> dict:
+    """The settings a level-2 checkpoint must match to resume: ``prior`` only where it means something (latent
+    abstract actions), so that a level 2 with encoded actions saved before it existed still resumes."""
+    saved = to_dict(cfg)
+    if cfg.abstract != "latent":
+        saved.pop("prior")
+    return saved
 
 
 @torch.no_grad()

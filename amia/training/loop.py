@@ -119,7 +119,8 @@ class TrainingLoop:
 
     ``identity``: checkpoint meta that a resumed checkpoint must carry unchanged (a dict, such as ``config``, is
     compared key by key, anything else, such as a fingerprint of the weights trained on, exactly); ``optional``:
-    identity keys that older checkpoints may lack. ``name`` labels the progress
+    identity keys that older checkpoints may lack. A config's ``threads`` never blocks a resume: it decides how fast
+    the steps run, not what they learn. ``name`` labels the progress
     bar and the log rows; ``log_dir`` holds ``log.jsonl``. ``main`` is false on every process but the first of a
     distributed run (no files, no bar).
     """
@@ -146,6 +147,8 @@ class TrainingLoop:
             if key in self.optional and key not in meta:  # written before amia recorded it
                 continue
             have = meta_field(meta, key, self.path)
+            if isinstance(want, dict) and isinstance(have, dict):
+                have, want = ({k: v for k, v in d.items() if k != "threads"} for d in (have, want))
             diffs = config_diff(have, want) if isinstance(want, dict) else ([] if have == want else [
                 f"{key}: was {have!r}, now {want!r}"])
             if diffs:
