@@ -142,9 +142,12 @@ def cmd_label(args) -> None:
     inverse = report["inverse_model"]
     print(f"  inverse model: r2 {inverse['train_r2']:.3f} on the labelled training episodes, {inverse['val_r2']:.3f} "
           f"held out" + (f"; {report['frames_r2']:.3f} on the frames' own actions" if "frames_r2" in report else ""))
+    if "kept_transitions" in report:
+        print(f"  kept {report['kept_transitions']:.1%} of the transitions (spread <= max_std {cfg.max_std}); "
+              f"episodes are cut at the others")
     print(f"wrote {args.out}: {report['frames_episodes']} episodes labelled + {report['labelled_episodes']} with their "
           f"actions ({report['seconds']:.0f} s)")
-    print(f"next: `amia train --data {args.out} --out NEW_RUN init={args.run}`")
+    print(f"next: `amia train --data {args.out} --out NEW_RUN" + (f" init={args.run}`" if args.run else "`"))
 
 
 def _train_level2(args, cfg2, critic_cfg) -> None:
@@ -484,15 +487,17 @@ def _posttrain_parser(sub) -> None:
 def _label_parser(sub) -> None:
     t = sub.add_parser("label", help="give a pretrained run's frames actions: an inverse model fitted on a few "
                                      "labelled episodes labels them; then `amia train --data`")
-    t.add_argument("--run", required=True, help="the run made by `amia pretrain`")
+    t.add_argument("--run", help="the run made by `amia pretrain` whose states the inverse model reads (not needed "
+                                 "with reads=pixels, given --frames)")
     t.add_argument("--data", required=True, help="trajectory file with actions (the labelled episodes)")
     t.add_argument("--frames", help="trajectory file of the frames to label (default: those the run was pretrained on)")
-    t.add_argument("--out", required=True, help="the new trajectory file: the frames with inferred actions, then the "
-                                                "labelled episodes")
+    t.add_argument("--out", required=True, help="the new trajectory file: the labelled episodes, then the frames "
+                                                "with inferred actions")
     t.add_argument("--config", help="YAML preset of amia.training.inverse_labels.LabelConfig")
     t.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
-    t.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. context=3 steps=5000")
+    t.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides, e.g. context=3 steps=5000, or "
+                                                                   "reads=pixels max_std=0.2")
     t.set_defaults(func=cmd_label)
 
 

@@ -15,7 +15,16 @@ from amia.data.collect import CollectConfig, collect
 from amia.data.dataset import read_info, take_episodes
 from amia.infra.config import apply_overrides
 from amia.infra.run_dir import RunError
-from amia.training.inverse_labels import Encoded, LabelConfig, context_index, fit, label_frames
+from amia.training.inverse_labels import (
+    Encoded,
+    LabelConfig,
+    context_index,
+    fit,
+    label_frames,
+    read_rows,
+    segments,
+    spread,
+)
 from amia.training.world_model import PretrainConfig, TrainConfig, train
 
 ENV = "amia/TwoRooms-v0"
@@ -80,7 +89,7 @@ def pretrained(tmp_path_factory, restore_threads) -> tuple[Path, Path]:
     return root / "video", data
 
 
-def test_label_writes_the_frames_with_actions_then_the_labelled_episodes(tmp_path, pretrained):
+def test_label_writes_the_labelled_episodes_then_the_frames_with_actions(tmp_path, pretrained):
     video, data = pretrained
     few = take_episodes(data, tmp_path / "few.h5", 3)
     out = tmp_path / "labelled.h5"
@@ -90,11 +99,10 @@ def test_label_writes_the_frames_with_actions_then_the_labelled_episodes(tmp_pat
     assert info.episodes == source.episodes + 3 and info.env_id == ENV and info.action_dim == 2
     assert info.state_names == source.state_names
     with h5py.File(out, "r") as f, h5py.File(data, "r") as g:
-        n = source.frames
-        assert np.array_equal(f["obs"][:n], g["obs"][()])  # the frames, unchanged
-        assert np.array_equal(f["obs"][n:], g["obs"][:few.frames])  # then the labelled episodes
-        assert np.array_equal(f["action"][n:], g["action"][:few.frames])  # with their own actions
-        inferred = f["action"][:n]
+        n = few.frames  # the labelled episodes first (training holds out a file's last episodes) ...
+        assert np.array_equal(f["obs"][:n], g["obs"][:n]) and np.array_equal(f["action"][:n], g["action"][:n])
+        assert np.array_equal(f["obs"][n:], g["obs"][()])  # ... then the frames, unchanged
+        inferred = f["action"][n:]
         ends = source.episode_offsets[1:] - 1
         assert np.all(inferred[ends] == 0) and np.all(np.abs(inferred) <= source.action_max + 1e-5)
         assert np.abs(np.delete(inferred, ends, axis=0)).min(axis=1).max() > 0
@@ -153,3 +161,76 @@ def frames_only(tmp_path: Path, data: Path) -> Path:
                 np.zeros((2, 6, 0), np.float32))
     w.close()
     return path
+
+
+def test_segments_cut_episodes_at_the_transitions_left_out():
+    offsets = np.array([0, 5, 9])
+    keep = np.ones(9, bool)
+    keep[[1, 5]] = False  # episode 0 loses transition 1->2, episode 1 its first, 5->6
+    # frame 4 and 8 end their episodes (no transition); a piece needs two frames
+    assert segments(offsets, keep) == [(0, 2), (2, 5), (6, 9)]
+    keep[[2, 3]] = False
+    assert segments(offsets, keep) == [(0, 2), (6, 9)]
+
+
+def blob_toy(episodes: int, seed: int, size: int = 16, steps: int = 12, blocked: float = 0.3):
+    """A Gaussian blob moved by smooth 2-D actions of up to one pixel; a ``blocked`` share of the steps moves
+    nothing. Returns ``Encoded`` holding the frames, the actions and which steps moved."""
+    g = np.random.default_rng(seed)
+    actions = np.tanh(np.cumsum(g.normal(size=(episodes, steps, 2)), axis=1) * 0.5)
+    moved = g.random((episodes, steps)) >= blocked
+    start = g.uniform(4, size - 4, (episodes, 1, 2))
+    pos = np.concatenate([start, start + np.cumsum(actions * moved[..., None], axis=1)], axis=1)
+    pos = np.clip(pos, 1, size - 2)
+    grid = np.arange(size) + 0.5
+    d2 = (grid[None, None, None, :] - pos[..., 0, None, None]) ** 2 + \
+        (grid[None, None, :, None] - pos[..., 1, None, None]) ** 2
+    obs = (255 * np.exp(-d2 / (2 * 1.2**2))).round().astype(np.uint8).reshape(-1, 1, size, size)
+    offsets = np.arange(episodes + 1) * (steps + 1)
+    padded = np.concatenate([actions, np.zeros((episodes, 1, 2))], axis=1).reshape(-1, 2)
+    moved = np.concatenate([moved, np.zeros((episodes, 1), bool)], axis=1).reshape(-1)
+    frames, si, ti = context_index(offsets, context=0)
+    enc = Encoded(torch.zeros(len(obs), 0), torch.zeros(len(obs), 0), frames, si, ti, torch.from_numpy(obs))
+    return enc, torch.tensor(padded, dtype=torch.float32), offsets, moved
+
+
+def test_the_pixel_inverse_model_reads_moves_and_knows_when_it_cannot(restore_threads):
+    torch.set_num_threads(1)
+    enc, actions, offsets, moved = blob_toy(120, seed=3)
+    cfg = LabelConfig(reads="pixels", keypoints=8, width=8, hidden=64, steps=1200, batch_size=64, lr=3e-3,
+                      weight_decay=0.0, val_fraction=0.25, max_std=0.2)
+    model, report = fit(enc, actions, offsets, cfg, torch.device("cpu"), progress=False)
+    mean, log_std = read_rows(model, enc, np.arange(len(enc.frames)), torch.device("cpu"))
+    target, went = actions[enc.frames], moved[enc.frames]
+    episode = np.searchsorted(offsets, enc.frames, side="right") - 1
+    held = episode >= 90  # the held-out quarter
+    err = (mean - target).pow(2).sum(1).sqrt().numpy()
+    # where the blob moved, its action is read to a fraction of its one-pixel reach (guessing 0: about 0.6)
+    assert np.median(err[held & went]) < 0.2, np.median(err[held & went])
+    # where it did not, the action is not in the frames: the spread says so
+    std = spread(log_std).numpy()
+    assert np.median(std[held & ~went]) > 2 * np.median(std[held & went]), (std[held & ~went], std[held & went])
+    assert report["val_sure_r2"] > report["val_r2"] + 0.1 and 0.4 < report["val_sure_fraction"] < 0.95, report
+
+
+def test_label_from_the_pixels_needs_no_pretrained_run_and_cuts_at_unsure_steps(tmp_path, pretrained, capsys):
+    _, data = pretrained
+    few = take_episodes(data, tmp_path / "few.h5", 3)
+    out = tmp_path / "labelled.h5"
+    args = ["label", "--data", str(few.path), "--frames", str(data), "--out", str(out), "--quiet", "reads=pixels",
+            "steps=10", "batch_size=8", "val_fraction=0.34", "threads=1", "keypoints=4", "width=4"]
+    assert cli_main([*args, "max_std=1e-6"]) == 0
+    printed = capsys.readouterr().out
+    assert "kept 0.0% of the transitions" in printed and "init=" not in printed
+    # nothing of the frames is sure enough: only the labelled episodes, with their own actions
+    info = read_info(out)
+    assert info.episodes == 3 and info.meta["labelled_by"]["pretrained"] is None
+    with h5py.File(out, "r") as f, h5py.File(few.path, "r") as g:
+        assert np.array_equal(f["action"][()], g["action"][()])
+    out2 = tmp_path / "all.h5"
+    assert cli_main([*args[:6], str(out2), *args[7:]]) == 0
+    assert read_info(out2).episodes == read_info(data).episodes + 3
+    with pytest.raises(RunError, match="--frames"):
+        label_frames(None, few.path, tmp_path / "z.h5", cfg=LabelConfig(reads="pixels"), progress=False)
+    with pytest.raises(RunError, match="needs a pretrained run"):
+        label_frames(None, few.path, tmp_path / "z.h5", frames=data, progress=False)

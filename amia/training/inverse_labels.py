@@ -4,10 +4,16 @@ The second way to give a JEPA pretrained on frames alone (Sec. 4.5, ``amia pretr
 action map of ``amia.training.posttrain``. An inverse-dynamics model ``a[t] = Inv(s[t-c : t+c+2], z[t-c : t+c+1])``
 reads the pretrained encoder's states around a transition and the latent actions the pretrained model inferred
 there; it is fitted on the labelled episodes (the only place actions are seen) and then writes an action for every
-transition of the frames, which become an ordinary trajectory file that ``amia train`` takes (the frames' file
-followed by the labelled episodes with their true actions). Few labelled transitions suffice because the
+transition of the frames, which become an ordinary trajectory file that ``amia train`` takes (the labelled
+episodes with their true actions first, then the frames: training holds out the last episodes of a file, and the
+few true actions must be trained on). Few labelled transitions suffice because the
 pretrained states and latents already hold what moved; the context of ``c`` transitions on each side lets it guess
 the action of a push that a wall stopped from the pushes before and after it.
+
+With ``reads="pixels"`` the inverse model reads the frames themselves (``amia.models.inverse.KeypointInverse``) and
+needs no pretrained run. Either model also says how sure it is of each action; with ``max_std`` the transitions it
+is unsure of (a push against a wall moves nothing, so its action is not in the frames) are left out: their episode
+is cut there, and the training learns what walls do from the labelled episodes alone.
 """
 
 from __future__ import annotations
@@ -29,20 +35,29 @@ from amia.infra.provenance import git_revision
 from amia.infra.run_dir import RunError, data_file, load_action_free, load_model, read_config, weights_fingerprint
 from amia.infra.validate import at_least, positive, within
 from amia.models.action_free import ActionFreeJEPA
+from amia.models.inverse import KeypointInverse, StateInverse, inverse_loss
 from amia.models.jepa import JEPA
-from amia.models.layers import mlp
 from amia.training.world_model import ACTION_FREE
+
+READS = ("states", "pixels")
 
 
 @dataclass
 class LabelConfig:
-    """The inverse model: ``context`` transitions on each side of the one it labels, ``latent`` whether the
-    pretrained latent actions are inputs beside the states, an MLP of two ``hidden`` layers fitted for ``steps``
-    AdamW steps (``lr``, ``weight_decay``) on ``batch_size`` labelled transitions; the last ``val_fraction`` of the
-    labelled episodes is held out to report how well it reads actions."""
+    """The inverse model: what it ``reads`` (``states`` of the pretrained run, or ``pixels`` through ``keypoints``
+    soft-argmax maps of a ``width``-channel net), ``context`` transitions on each side of the one it labels,
+    ``latent`` whether the pretrained latent actions are inputs beside the states, an MLP of two ``hidden`` layers
+    fitted for ``steps`` AdamW steps (``lr``, ``weight_decay``) on ``batch_size`` labelled transitions; the last
+    ``val_fraction`` of the labelled episodes is held out to report how well it reads actions. ``max_std`` > 0
+    leaves out every transition whose predicted spread (root mean square over the action's dimensions, in units of
+    the action box's half width) is above it, cutting its episode there; 0 labels every transition."""
 
+    reads: str = "states"
     context: int = 0
     latent: bool = True
+    keypoints: int = 16
+    width: int = 32
+    max_std: float = 0.0
     hidden: int = 256
     steps: int = 3000
     batch_size: int = 256
@@ -53,8 +68,10 @@ class LabelConfig:
     threads: int = 0
 
     def __post_init__(self):
-        at_least(self, 0, "context", "weight_decay", "seed", "threads")
-        at_least(self, 1, "hidden", "steps", "batch_size")
+        if self.reads not in READS:
+            raise ValueError(f"reads: expected one of {READS}, got {self.reads!r}")
+        at_least(self, 0, "context", "weight_decay", "seed", "threads", "max_std")
+        at_least(self, 1, "hidden", "steps", "batch_size", "keypoints", "width")
         positive(self, "lr")
         within(self, "val_fraction", 0, 1, open_low=True, open_high=True)
 
@@ -76,32 +93,38 @@ def context_index(offsets: np.ndarray, context: int) -> tuple[np.ndarray, np.nda
     return t, states, transitions
 
 
-class InverseModel(torch.nn.Module):
-    """``Inv``: normalised actions in [-1, 1] from the states and latent actions around a transition."""
-
-    def __init__(self, state_dim: int, latent_dim: int, action_dim: int, cfg: LabelConfig):
-        super().__init__()
-        width = (2 * cfg.context + 2) * state_dim + (2 * cfg.context + 1) * latent_dim
-        self.net = mlp([width, cfg.hidden, cfg.hidden, action_dim])
-
-    def forward(self, states: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
-        """``states (B, 2c+2, D)``, ``latents (B, 2c+1, k)`` (k may be 0) -> ``(B, A)``."""
-        return torch.tanh(self.net(torch.cat([states.flatten(1), latents.flatten(1)], dim=1)))
-
-
 @dataclass
 class Encoded:
     """A file's frames through the pretrained model: ``states (N, D)``, the latent actions ``latents (N, k)``
-    of each frame's transition (0 on an episode's last frame), and the context indices of ``context_index``."""
+    of each frame's transition (0 on an episode's last frame), and the context indices of ``context_index``. For
+    the pixel model, ``states`` are the frames' keypoints, or (to fit it end to end) ``obs`` holds the frames."""
 
     states: torch.Tensor
     latents: torch.Tensor
     frames: np.ndarray
     state_index: np.ndarray
     transition_index: np.ndarray
+    obs: torch.Tensor | None = None
 
     def inputs(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         return self.states[self.state_index[rows]], self.latents[self.transition_index[rows]]
+
+
+InverseModel = StateInverse | KeypointInverse
+
+
+def predict(model: InverseModel, enc: Encoded, rows: np.ndarray, device: torch.device
+            ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean, log_std)`` of the transitions ``rows``: from the frames where ``enc`` holds them, else from its
+    states (or keypoints)."""
+    if enc.obs is not None:
+        return model.read(enc.obs[enc.state_index[rows]].to(device))
+    return model(*(x.to(device) for x in enc.inputs(rows)))
+
+
+def spread(log_std: torch.Tensor) -> torch.Tensor:
+    """The root mean square predicted standard deviation over the action's dimensions ``(B,)``."""
+    return torch.exp(2 * log_std).mean(1).sqrt()
 
 
 def load_states_model(run: str | Path, device: str) -> tuple[JEPA, dict]:
@@ -147,70 +170,127 @@ def r2(pred: torch.Tensor, target: torch.Tensor) -> float:
     return float(1 - (pred - target).pow(2).sum() / (target - target.mean(0)).pow(2).sum().clamp_min(1e-12))
 
 
+def make_model(enc: Encoded, action_dim: int, cfg: LabelConfig) -> InverseModel:
+    """The inverse model ``cfg.reads`` names, sized for ``enc``."""
+    if cfg.reads == "pixels":
+        return KeypointInverse(enc.obs.shape[1], action_dim, cfg.context, cfg.keypoints, cfg.width, cfg.hidden)
+    return StateInverse(enc.states.shape[1], enc.latents.shape[1], action_dim, cfg.context, cfg.hidden)
+
+
+@torch.no_grad()
+def read_rows(model: InverseModel, enc: Encoded, rows: np.ndarray, device: torch.device, chunk: int = 2048
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """``predict`` over many rows, a chunk at a time, on the CPU."""
+    parts = [predict(model, enc, rows[i:i + chunk], device) for i in range(0, len(rows), chunk)]
+    return torch.cat([m for m, _ in parts]).cpu(), torch.cat([s for _, s in parts]).cpu()
+
+
 def fit(enc: Encoded, actions: torch.Tensor, offsets: np.ndarray, cfg: LabelConfig, device: torch.device,
         progress: bool) -> tuple[InverseModel, dict]:
     """Fit ``Inv`` on the labelled transitions of the training episodes (``actions (N, A)`` normalised); report
-    the held-out episodes' r2 and mean square error."""
+    the held-out episodes' r2 and mean square error, and with ``max_std`` the share of them it is sure of and its
+    r2 there."""
     train_eps, val_eps = split_episodes(len(offsets) - 1, cfg.val_fraction)
     episode = np.searchsorted(offsets, enc.frames, side="right") - 1
     rows = {"train": np.flatnonzero(np.isin(episode, train_eps)), "val": np.flatnonzero(np.isin(episode, val_eps))}
     torch.manual_seed(cfg.seed)
-    model = InverseModel(enc.states.shape[1], enc.latents.shape[1], actions.shape[1], cfg).to(device)
+    model = make_model(enc, actions.shape[1], cfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
     g = torch.Generator().manual_seed(cfg.seed)
     for _ in tqdm(range(cfg.steps), desc="inverse model", unit="step", disable=not progress):
         pick = rows["train"][torch.randint(len(rows["train"]), (cfg.batch_size,), generator=g).numpy()]
-        s, z = (x.to(device) for x in enc.inputs(pick))
-        loss = (model(s, z) - actions[enc.frames[pick]].to(device)).pow(2).mean()
+        loss = inverse_loss(*predict(model, enc, pick, device), actions[enc.frames[pick]].to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
     model.eval()
-    with torch.no_grad():
-        report = {}
-        for name, r in rows.items():
-            pred = model(*(x.to(device) for x in enc.inputs(r))).cpu()
-            target = actions[enc.frames[r]]
-            report[f"{name}_r2"], report[f"{name}_mse"] = r2(pred, target), float((pred - target).pow(2).mean())
+    report = {}
+    for name, r in rows.items():
+        pred, log_std = read_rows(model, enc, r, device)
+        target = actions[enc.frames[r]]
+        report[f"{name}_r2"], report[f"{name}_mse"] = r2(pred, target), float((pred - target).pow(2).mean())
+    if cfg.max_std > 0:
+        sure = spread(log_std) <= cfg.max_std
+        report["val_sure_fraction"] = float(sure.float().mean())
+        report["val_sure_r2"] = r2(pred[sure], target[sure]) if sure.sum() > 1 else None
     return model, report
 
 
+def infer_actions(model: InverseModel, enc: Encoded, total: int, device: torch.device
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Normalised actions ``(N, A)`` for every frame (0 on each episode's last frame, where none is taken), and
+    the predicted spread ``(N,)`` of each (0 on last frames)."""
+    mean, log_std = read_rows(model, enc, np.arange(len(enc.frames)), device)
+    out, std = torch.zeros(total, mean.shape[1]), torch.zeros(total)
+    out[enc.frames], std[enc.frames] = mean, spread(log_std)
+    return out, std
+
+
 @torch.no_grad()
-def infer_actions(model: InverseModel, enc: Encoded, total: int, device: torch.device, chunk: int = 8192
-                  ) -> torch.Tensor:
-    """Normalised actions ``(N, A)`` for every frame (0 on each episode's last frame, where none is taken)."""
-    out = torch.zeros(total, model.net[-1].out_features)
-    for i in range(0, len(enc.frames), chunk):
-        rows = np.arange(i, min(i + chunk, len(enc.frames)))
-        out[enc.frames[rows]] = model(*(x.to(device) for x in enc.inputs(rows))).cpu()
+def encode_pixels(model: KeypointInverse, info: DatasetInfo, cfg: LabelConfig, device: torch.device,
+                  progress: bool, chunk: int = 4096) -> Encoded:
+    """Every frame of ``info``'s file through the pixel model's keypoints."""
+    parts = []
+    with h5py.File(info.path, "r") as f:
+        for i in tqdm(range(0, info.frames, chunk), desc=f"keypoints {Path(info.path).name}", unit="chunk",
+                      disable=not progress):
+            parts.append(model.keypoints(torch.from_numpy(f["obs"][i:i + chunk]).to(device)).cpu())
+    frames, state_index, transition_index = context_index(info.episode_offsets, cfg.context)
+    return Encoded(torch.cat(parts), torch.zeros(info.frames, 0), frames, state_index, transition_index)
+
+
+def load_pixels(info: DatasetInfo, cfg: LabelConfig) -> Encoded:
+    """The labelled file's frames in memory, to fit the pixel model end to end."""
+    with h5py.File(info.path, "r") as f:
+        obs = torch.from_numpy(f["obs"][()])
+    frames, state_index, transition_index = context_index(info.episode_offsets, cfg.context)
+    return Encoded(torch.zeros(info.frames, 0), torch.zeros(info.frames, 0), frames, state_index, transition_index,
+                   obs)
+
+
+def check_files(video: JEPA | None, frames: DatasetInfo, labelled: DatasetInfo) -> None:
+    """Refuse frames of another size than the pretrained model's (than the labelled file's, without a pretrained
+    model)."""
+    shape, whose = (video.obs_shape, "the pretrained model takes") if video is not None else \
+        (labelled.obs_shape, f"the labelled file {labelled.path} has")
+    for info in (frames, labelled):
+        if tuple(info.obs_shape) != tuple(shape):
+            raise RunError(f"{info.path}: frames (channels, height, width) are {info.obs_shape}, but {whose} "
+                           f"{tuple(shape)}")
+
+
+def segments(offsets: np.ndarray, keep: np.ndarray) -> list[tuple[int, int]]:
+    """Frame ranges ``[lo, hi)`` of at least two frames within an episode whose every transition ``t`` (frame
+    ``t`` to ``t + 1``, ``lo <= t < hi - 1``) has ``keep[t]``: the episodes, cut at the transitions left out."""
+    out = []
+    for lo, hi in zip(offsets[:-1], offsets[1:]):
+        start = lo
+        for t in range(lo, hi):
+            if t == hi - 1 or not keep[t]:
+                if t > start:
+                    out.append((int(start), int(t + 1)))
+                start = t + 1
     return out
 
 
-def check_files(video: JEPA, frames: DatasetInfo, labelled: DatasetInfo) -> None:
-    """Refuse a labelled file without actions, or frames of another size than the pretrained model's."""
-    if labelled.action_dim == 0:
-        raise RunError(f"--data {labelled.path}: the file has no actions; labelling needs labelled episodes")
-    for info in (frames, labelled):
-        if tuple(info.obs_shape) != tuple(video.obs_shape):
-            raise RunError(f"{info.path}: frames (channels, height, width) are {info.obs_shape}, but the pretrained "
-                           f"model takes {video.obs_shape}")
-
-
 def write_labelled(out: Path, frames: DatasetInfo, labelled: DatasetInfo, actions: np.ndarray, meta: dict,
-                   progress: bool) -> None:
-    """The frames with their inferred ``actions (N, A)``, then the labelled episodes with their own, as one file
-    in the labelled world (true states kept only where both files name the same ones)."""
+                   progress: bool, keep: np.ndarray | None = None) -> None:
+    """The labelled episodes with their own actions, then the frames with their inferred ``actions (N, A)`` (only
+    the ``segments`` of the transitions ``keep`` names, where given), as one file in the labelled world (true states
+    kept only where both files name the same ones). The labelled episodes come first because training holds out a
+    file's last episodes."""
     names = labelled.state_names if frames.state_names == labelled.state_names else ()
     writer = TrajectoryWriter(out, labelled.env_id, labelled.obs_shape, labelled.action_dim, names, meta,
                               labelled.action_low, labelled.action_high)
+    everything = np.ones(frames.frames, bool)
     try:
-        for info, acts in ((frames, actions), (labelled, None)):
+        for info, acts in ((labelled, None), (frames, actions)):
+            offsets = info.episode_offsets
+            pieces = segments(offsets, keep if acts is not None and keep is not None else everything[:info.frames])
             with h5py.File(info.path, "r") as f:
-                offsets = info.episode_offsets
-                for lo, hi in tqdm(zip(offsets[:-1], offsets[1:]), total=len(offsets) - 1, disable=not progress,
-                                   desc=f"write {Path(info.path).name}", unit="episode"):
+                for lo, hi in tqdm(pieces, disable=not progress, desc=f"write {Path(info.path).name}", unit="piece"):
                     a = acts[lo:hi - 1] if acts is not None else f["action"][lo:hi - 1]
                     state = f["state"][lo:hi] if names else np.zeros((hi - lo, 0), np.float32)
                     writer.add_batch(f["obs"][lo:hi][None], a[None], state[None])
@@ -220,40 +300,69 @@ def write_labelled(out: Path, frames: DatasetInfo, labelled: DatasetInfo, action
     writer.close()
 
 
-def label_frames(pretrained_run: str | Path, data: str | Path, out: str | Path, frames: str | Path | None = None,
-                 cfg: LabelConfig | None = None, device: str = "cpu", progress: bool = True) -> dict:
-    """Fit the inverse model on the labelled file ``data`` with the states of the run ``pretrained_run`` (``amia
-    pretrain``, or an ordinary run), label the frames it was trained on (or the file ``frames``) and write them,
-    followed by the labelled episodes, to the new trajectory file ``out``; returns the report (also in the file's
-    ``meta``)."""
-    cfg, out, dev = cfg or LabelConfig(), Path(out), torch.device(device)
-    if out.exists():
-        raise RunError(f"--out {out} exists; labelling writes a new file")
-    set_threads(cfg.threads)
-    start = time.perf_counter()
-    video, saved = load_states_model(pretrained_run, device)
-    frames_info = read_info(frames or data_file(pretrained_run, saved))
-    labelled = read_info(data)
-    check_files(video, frames_info, labelled)
+def fit_labeller(pretrained_run: str | Path | None, labelled: DatasetInfo, cfg: LabelConfig, dev: torch.device,
+                 progress: bool) -> tuple[InverseModel, JEPA | None, dict, DatasetInfo | None]:
+    """The inverse model fitted on the labelled file, the pretrained model whose states it reads (None for the
+    pixel model), its report, and the frames the run was pretrained on (None without a run)."""
+    video, pretrained_frames = None, None
+    if pretrained_run is not None:
+        video, saved = load_states_model(pretrained_run, str(dev))
+        pretrained_frames = read_info(data_file(pretrained_run, saved))
+    elif cfg.reads == "states":
+        raise RunError("labelling with reads=states needs a pretrained run (--run); reads=pixels needs none")
     mid, half = action_scale(labelled)
     with h5py.File(labelled.path, "r") as f:
         actions = torch.from_numpy((f["action"][()] - mid) / half).float()
-    model, report = fit(encode(video, labelled, cfg, dev, progress), actions, labelled.episode_offsets, cfg, dev,
-                        progress)
-    enc = encode(video, frames_info, cfg, dev, progress)
-    inferred = infer_actions(model, enc, frames_info.frames, dev).numpy() * half + mid
-    report = {"inverse_model": report, "labelled_episodes": labelled.episodes, "labelled_frames": labelled.frames,
+    enc = load_pixels(labelled, cfg) if cfg.reads == "pixels" else encode(video, labelled, cfg, dev, progress)
+    model, report = fit(enc, actions, labelled.episode_offsets, cfg, dev, progress)
+    return model, (video if cfg.reads == "states" else None), report, pretrained_frames
+
+
+def label_frames(pretrained_run: str | Path | None, data: str | Path, out: str | Path,
+                 frames: str | Path | None = None, cfg: LabelConfig | None = None, device: str = "cpu",
+                 progress: bool = True) -> dict:
+    """Fit the inverse model on the labelled file ``data`` (with the states of the run ``pretrained_run``, ``amia
+    pretrain`` or an ordinary run, or from the pixels), label the frames the run was trained on (or the file
+    ``frames``) and write them, after the labelled episodes, to the new trajectory file ``out``; returns the
+    report (also in the file's ``meta``)."""
+    cfg, out, dev = cfg or LabelConfig(), Path(out), torch.device(device)
+    if out.exists():
+        raise RunError(f"--out {out} exists; labelling writes a new file")
+    if frames is None and pretrained_run is None:
+        raise RunError("name the frames to label (--frames) or the pretrained run whose frames they are (--run)")
+    set_threads(cfg.threads)
+    start = time.perf_counter()
+    labelled = read_info(data)
+    if labelled.action_dim == 0:
+        raise RunError(f"--data {labelled.path}: the file has no actions; labelling needs labelled episodes")
+    if frames is not None and pretrained_run is None:
+        check_files(None, read_info(frames), labelled)
+    model, video, fit_report, pretrained_frames = fit_labeller(pretrained_run, labelled, cfg, dev, progress)
+    frames_info = read_info(frames) if frames is not None else pretrained_frames
+    check_files(video, frames_info, labelled)
+    enc = encode(video, frames_info, cfg, dev, progress) if video is not None else \
+        encode_pixels(model, frames_info, cfg, dev, progress)
+    mid, half = action_scale(labelled)
+    normalised, std = infer_actions(model, enc, frames_info.frames, dev)
+    inferred = normalised.numpy() * half + mid
+    keep = (std <= cfg.max_std).numpy() if cfg.max_std > 0 else None
+    report = {"inverse_model": fit_report, "labelled_episodes": labelled.episodes, "labelled_frames": labelled.frames,
               "frames_file": frames_info.path, "frames_episodes": frames_info.episodes}
+    if keep is not None:
+        report["kept_transitions"] = float(keep[enc.frames].mean())
     if frames_info.action_dim == labelled.action_dim:  # the frames' own actions, never seen: how right the labels are
         with h5py.File(frames_info.path, "r") as f:
             truth = torch.from_numpy((f["action"][()][enc.frames] - mid) / half).float()
-        report["frames_r2"] = r2(torch.from_numpy((inferred[enc.frames] - mid) / half).float(), truth)
+        report["frames_r2"] = r2(normalised[enc.frames], truth)
+        if keep is not None and keep[enc.frames].sum() > 1:
+            report["frames_kept_r2"] = r2(normalised[enc.frames][keep[enc.frames]], truth[keep[enc.frames]])
     report["seconds"] = round(time.perf_counter() - start, 1)
-    meta = {"labelled_by": {"pretrained": str(Path(pretrained_run).resolve()), "weights": weights_fingerprint(video),
+    meta = {"labelled_by": {"pretrained": str(Path(pretrained_run).resolve()) if pretrained_run else None,
+                            "weights": weights_fingerprint(video if video is not None else model),
                             "config": to_dict(cfg), "labelled_file": labelled.path, "git_rev": git_revision(),
                             **report}}
-    write_labelled(out, frames_info, labelled, inferred.astype(np.float32), meta, progress)
+    write_labelled(out, frames_info, labelled, inferred.astype(np.float32), meta, progress, keep)
     return report
 
 
-__all__ = ["InverseModel", "LabelConfig", "context_index", "label_frames"]
+__all__ = ["InverseModel", "LabelConfig", "context_index", "label_frames", "segments"]
