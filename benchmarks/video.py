@@ -30,12 +30,14 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=200)
     p.add_argument("--seed", type=int, default=0, help="evaluation seed (0: the standard episodes)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: OMP_NUM_THREADS, else every core)")
+    p.add_argument("--planner", default="gd", help="the Mode-2 planner of every evaluation (gd: the default; mppi)")
     p.add_argument("--plot", default="docs/video_curve.png", help="the curve as a picture ('' for none)")
     p.add_argument("--out", default="benchmarks/results/video_cpu.json")
     p.add_argument("--add", action="store_true",
                    help="keep the rows of --out for fractions not run now (each row names its runs and git revision)")
     p.add_argument("--method", choices=["init", "label", "posttrain"], default="init",
-                   help="label: an inverse model on the pretrained states labels every frame (`amia label`), then the "
+                   help="label: an inverse model (on the pretrained states, or with --label reads=pixels on the "
+                        "frames, which needs no pretraining) labels every frame (`amia label`), then the "
                         "default training on them; init: train with actions starting from the pretrained weights "
                         "(`amia train init=RUN`); posttrain: learn only the action map on the frozen model "
                         "(`amia posttrain`)")
@@ -53,9 +55,7 @@ def main() -> None:
     from amia.data import CollectConfig, collect
     from amia.data.dataset import read_info
     from amia.eval.protocol import EvalConfig, evaluate
-    from amia.infra.config import apply_overrides
     from amia.infra.provenance import git_revision, machine
-    from amia.training.world_model import PretrainConfig, train
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -72,22 +72,22 @@ def main() -> None:
     episodes = read_info(data).episodes
     doc = {"benchmark": "video", "command": " ".join(["benchmarks/video.py", *sys.argv[1:]]), "env": ENV,
            "data": str(data), "episodes": args.episodes, "seed": args.seed, "git_rev": git_revision(),
-           "machine": machine(), "curve": [], **maze_fields(Path(args.maze_out))}
+           "machine": machine(), "planner": args.planner, "method": args.method, "label_config": args.label,
+           "curve": [], **maze_fields(Path(args.maze_out))}
 
     def save() -> None:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(doc, indent=2))
 
     def success(run: Path) -> float:
-        r = evaluate(run, EvalConfig(episodes=args.episodes, seed=args.seed, timing_calls=0), progress=False)
+        r = evaluate(run, EvalConfig(episodes=args.episodes, seed=args.seed, timing_calls=0, planner=args.planner),
+                     progress=False)
         return r["success_rate"]
 
-    pre_cfg = apply_overrides(PretrainConfig(threads=args.threads), args.pretrain)
     video = work / "video"
     if args.add and Path(args.out).exists():
         doc["curve"] = [r for r in json.loads(Path(args.out).read_text())["curve"] if r["fraction"] not in args.fractions]
-    doc["pretrain"] = train(None, video, pre_cfg, data=str(data), progress=True)
-    doc["pretrain_seconds"] = doc["pretrain"]["train_seconds"]
+    doc.update(pretrain_part(args, video, data))
     save()
     for fraction in args.fractions:
         row = fraction_row(args, work, data, video, episodes, fraction, success)
@@ -101,6 +101,19 @@ def main() -> None:
         save()
     if args.plot:
         plot(doc["curve"], ROOT / args.plot)
+
+
+def pretrain_part(args, video: Path, data: Path) -> dict:
+    """Pretrain on the frames alone (reused when finished), unless the method reads no pretrained state (the pixel
+    inverse model of ``--method label --label reads=pixels``)."""
+    from amia.infra.config import apply_overrides
+    from amia.training.world_model import PretrainConfig, train
+
+    if args.method == "label" and "reads=pixels" in args.label:
+        return {"pretrain": None}
+    pre = train(None, video, apply_overrides(PretrainConfig(threads=args.threads), args.pretrain), data=str(data),
+                progress=True)
+    return {"pretrain": pre, "pretrain_seconds": pre["train_seconds"]}
 
 
 def fraction_row(args, work: Path, data: Path, video: Path, episodes: int, fraction: float, success) -> dict:
@@ -121,7 +134,8 @@ def fraction_row(args, work: Path, data: Path, video: Path, episodes: int, fract
     if args.method == "label":  # every frame labelled by the inverse model, then the default training on them
         pseudo, post = work / f"pseudo_{n}.h5", work / f"label_{n}"
         if not pseudo.exists():
-            label_frames(video, labelled_data, pseudo, frames=data,
+            reader = None if "reads=pixels" in args.label else video
+            label_frames(reader, labelled_data, pseudo, frames=data,
                          cfg=apply_overrides(LabelConfig(threads=args.threads), args.label), progress=True)
         metrics = train(ENV, post, cfg, data=str(pseudo), progress=True)
         metrics["label"] = read_info(pseudo).meta["labelled_by"]

@@ -228,8 +228,12 @@ def test_label_from_the_pixels_needs_no_pretrained_run_and_cuts_at_unsure_steps(
     with h5py.File(out, "r") as f, h5py.File(few.path, "r") as g:
         assert np.array_equal(f["action"][()], g["action"][()])
     out2 = tmp_path / "all.h5"
-    assert cli_main([*args[:6], str(out2), *args[7:]]) == 0
-    assert read_info(out2).episodes == read_info(data).episodes + 3
+    assert cli_main([*args[:6], str(out2), *args[7:], "copies=2"]) == 0
+    both = read_info(out2)
+    assert both.episodes == read_info(data).episodes + 2 * 3  # the labelled episodes twice, then every frame
+    with h5py.File(out2, "r") as f, h5py.File(few.path, "r") as g:
+        n = few.frames
+        assert np.array_equal(f["action"][:n], g["action"][()]) and np.array_equal(f["action"][n:2 * n], g["action"][()])
     with pytest.raises(RunError, match="--frames"):
         label_frames(None, few.path, tmp_path / "z.h5", cfg=LabelConfig(reads="pixels"), progress=False)
     with pytest.raises(RunError, match="needs a pretrained run"):

@@ -50,7 +50,9 @@ class LabelConfig:
     fitted for ``steps`` AdamW steps (``lr``, ``weight_decay``) on ``batch_size`` labelled transitions; the last
     ``val_fraction`` of the labelled episodes is held out to report how well it reads actions. ``max_std`` > 0
     leaves out every transition whose predicted spread (root mean square over the action's dimensions, in units of
-    the action box's half width) is above it, cutting its episode there; 0 labels every transition."""
+    the action box's half width) is above it, cutting its episode there; 0 labels every transition. The labelled
+    episodes are written ``copies`` times, so that training draws their true actions (the only place where a push
+    against a wall is seen with its action, once ``max_std`` leaves those out) that much more often."""
 
     reads: str = "states"
     context: int = 0
@@ -58,6 +60,7 @@ class LabelConfig:
     keypoints: int = 16
     width: int = 32
     max_std: float = 0.0
+    copies: int = 1
     hidden: int = 256
     steps: int = 3000
     batch_size: int = 256
@@ -71,7 +74,7 @@ class LabelConfig:
         if self.reads not in READS:
             raise ValueError(f"reads: expected one of {READS}, got {self.reads!r}")
         at_least(self, 0, "context", "weight_decay", "seed", "threads", "max_std")
-        at_least(self, 1, "hidden", "steps", "batch_size", "keypoints", "width")
+        at_least(self, 1, "hidden", "steps", "batch_size", "keypoints", "width", "copies")
         positive(self, "lr")
         within(self, "val_fraction", 0, 1, open_low=True, open_high=True)
 
@@ -276,17 +279,17 @@ def segments(offsets: np.ndarray, keep: np.ndarray) -> list[tuple[int, int]]:
 
 
 def write_labelled(out: Path, frames: DatasetInfo, labelled: DatasetInfo, actions: np.ndarray, meta: dict,
-                   progress: bool, keep: np.ndarray | None = None) -> None:
-    """The labelled episodes with their own actions, then the frames with their inferred ``actions (N, A)`` (only
-    the ``segments`` of the transitions ``keep`` names, where given), as one file in the labelled world (true states
-    kept only where both files name the same ones). The labelled episodes come first because training holds out a
-    file's last episodes."""
+                   progress: bool, keep: np.ndarray | None = None, copies: int = 1) -> None:
+    """The labelled episodes with their own actions (``copies`` times), then the frames with their inferred
+    ``actions (N, A)`` (only the ``segments`` of the transitions ``keep`` names, where given), as one file in the
+    labelled world (true states kept only where both files name the same ones). The labelled episodes come first
+    because training holds out a file's last episodes."""
     names = labelled.state_names if frames.state_names == labelled.state_names else ()
     writer = TrajectoryWriter(out, labelled.env_id, labelled.obs_shape, labelled.action_dim, names, meta,
                               labelled.action_low, labelled.action_high)
     everything = np.ones(frames.frames, bool)
     try:
-        for info, acts in ((labelled, None), (frames, actions)):
+        for info, acts in [(labelled, None)] * copies + [(frames, actions)]:
             offsets = info.episode_offsets
             pieces = segments(offsets, keep if acts is not None and keep is not None else everything[:info.frames])
             with h5py.File(info.path, "r") as f:
@@ -361,7 +364,7 @@ def label_frames(pretrained_run: str | Path | None, data: str | Path, out: str |
                             "weights": weights_fingerprint(video if video is not None else model),
                             "config": to_dict(cfg), "labelled_file": labelled.path, "git_rev": git_revision(),
                             **report}}
-    write_labelled(out, frames_info, labelled, inferred.astype(np.float32), meta, progress, keep)
+    write_labelled(out, frames_info, labelled, inferred.astype(np.float32), meta, progress, keep, cfg.copies)
     return report
 
 
