@@ -3,6 +3,7 @@ whose actions are known, and a tiny pretrained run labelled end to end into a fi
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
@@ -14,12 +15,16 @@ from amia.cli import main as cli_main
 from amia.data.collect import CollectConfig, collect
 from amia.data.dataset import read_info, take_episodes
 from amia.infra.config import apply_overrides
-from amia.infra.run_dir import RunError
+from amia.infra.run_dir import RunError, load_model
+from amia.models.inverse import action_bin, draw_actions
 from amia.training.inverse_labels import (
     Encoded,
     LabelConfig,
     context_index,
+    energy_judge,
     fit,
+    fit_pixels,
+    infer_actions,
     label_frames,
     read_rows,
     segments,
@@ -200,7 +205,7 @@ def test_the_pixel_inverse_model_reads_moves_and_knows_when_it_cannot(restore_th
     cfg = LabelConfig(reads="pixels", keypoints=8, width=8, hidden=64, steps=1200, batch_size=64, lr=3e-3,
                       weight_decay=0.0, val_fraction=0.25, max_std=0.2)
     model, report = fit(enc, actions, offsets, cfg, torch.device("cpu"), progress=False)
-    mean, log_std = read_rows(model, enc, np.arange(len(enc.frames)), torch.device("cpu"))
+    mean, log_std, _ = read_rows(model, enc, np.arange(len(enc.frames)), torch.device("cpu"))
     target, went = actions[enc.frames], moved[enc.frames]
     episode = np.searchsorted(offsets, enc.frames, side="right") - 1
     held = episode >= 90  # the held-out quarter
@@ -211,6 +216,28 @@ def test_the_pixel_inverse_model_reads_moves_and_knows_when_it_cannot(restore_th
     std = spread(log_std).numpy()
     assert np.median(std[held & ~went]) > 2 * np.median(std[held & went]), (std[held & ~went], std[held & went])
     assert report["val_sure_r2"] > report["val_r2"] + 0.1 and 0.4 < report["val_sure_fraction"] < 0.95, report
+
+
+def test_the_windowed_pixel_head_reads_blocked_steps_from_their_neighbours(restore_threads):
+    torch.set_num_threads(1)
+    enc, actions, offsets, moved = blob_toy(120, seed=4)
+    cfg = LabelConfig(reads="pixels", keypoints=8, width=8, hidden=64, steps=1200, head_steps=1500, batch_size=64,
+                      lr=3e-3, weight_decay=0.0, val_fraction=0.25)
+    cpu = torch.device("cpu")
+    errors = {}
+    for context in (0, 2):
+        model, report = fit_pixels(enc, actions, offsets, replace(cfg, context=context), cpu, progress=False)
+        if context:  # the net was fitted once on single transitions, then left as it was
+            assert "single_transition" in report and not any(p.requires_grad for p in model.conv.parameters())
+        frames, si, ti = context_index(offsets, context)
+        with torch.no_grad():
+            points = Encoded(model.keypoints(enc.obs), torch.zeros(len(enc.obs), 0), frames, si, ti)
+        mean = read_rows(model, points, np.arange(len(frames)), cpu).mean
+        episode = np.searchsorted(offsets, frames, side="right") - 1
+        blocked = (episode >= 90) & ~moved[frames]
+        errors[context] = float(np.median((mean - actions[frames]).pow(2).sum(1).sqrt().numpy()[blocked]))
+    # a blocked step shows no move; its neighbours' smooth actions say what was pushed
+    assert errors[2] < 0.7 * errors[0], errors
 
 
 def test_label_from_the_pixels_needs_no_pretrained_run_and_cuts_at_unsure_steps(tmp_path, pretrained, capsys):
@@ -238,3 +265,58 @@ def test_label_from_the_pixels_needs_no_pretrained_run_and_cuts_at_unsure_steps(
         label_frames(None, few.path, tmp_path / "z.h5", cfg=LabelConfig(reads="pixels"), progress=False)
     with pytest.raises(RunError, match="needs a pretrained run"):
         label_frames(None, few.path, tmp_path / "z.h5", frames=data, progress=False)
+
+
+def test_binned_actions_fall_in_the_bins_their_logits_name():
+    assert action_bin(torch.tensor([-1.0, -0.61, -0.59, 0.0, 0.99, 1.0, 3.0]), 5).tolist() == [0, 0, 1, 2, 4, 4, 4]
+    logits = torch.full((300, 2, 5), -1e9)
+    logits[:, 0, 1] = 0.0  # dimension 0: always bin 1, [-0.6, -0.2)
+    logits[:, 1, 3] = logits[:, 1, 4] = 0.0  # dimension 1: bins 3 and 4 alike, [0.2, 1)
+    a = draw_actions(logits, torch.Generator().manual_seed(0))
+    assert ((a[:, 0] >= -0.6) & (a[:, 0] < -0.2)).all() and ((a[:, 1] >= 0.2) & (a[:, 1] < 1)).all()
+    assert 0.4 < (a[:, 1] >= 0.6).float().mean() < 0.6  # the two bins drawn about equally
+    assert a[:, 0].std() > 0.08  # uniform within the bin (width 0.4: std 0.115), not its centre
+
+
+def test_unsure_transitions_get_the_draw_the_judge_picks(restore_threads):
+    torch.set_num_threads(1)
+    enc, actions, offsets, moved = blob_toy(40, seed=5)
+    cfg = LabelConfig(reads="pixels", keypoints=8, width=8, hidden=64, steps=300, batch_size=64, lr=3e-3,
+                      weight_decay=0.0, bins=7, max_std=0.15, draws=3)
+    model, _ = fit(enc, actions, offsets, cfg, torch.device("cpu"), progress=False)
+    mean, log_std, logits = read_rows(model, enc, np.arange(len(enc.frames)), torch.device("cpu"))
+    unsure = spread(log_std) > cfg.max_std
+    assert 0 < unsure.sum() < len(unsure)
+    seen = {}
+
+    def largest_x(frames: np.ndarray, draws: torch.Tensor) -> torch.Tensor:
+        seen["frames"], seen["draws"] = frames, draws
+        return draws[draws[..., 0].argmax(0), torch.arange(draws.shape[1])]
+
+    out, std = infer_actions(model, enc, len(actions), torch.device("cpu"), cfg, largest_x)
+    assert np.array_equal(seen["frames"], enc.frames[unsure.numpy()]) and seen["draws"].shape[0] == 3
+    labels = out[enc.frames]
+    assert torch.equal(labels[~unsure], mean[~unsure])  # the sure ones keep the mean
+    assert torch.equal(labels[unsure][:, 0], seen["draws"][..., 0].max(0).values)
+    assert torch.allclose(std[enc.frames], spread(log_std))
+
+
+def test_the_energy_judge_keeps_the_draw_the_world_model_predicts_best(tmp_path, pretrained):
+    _, data = pretrained
+    cfg = apply_overrides(TrainConfig(), [o for o in TINY if not o.startswith("latent_action")])
+    train(None, tmp_path / "run", cfg, data=str(data), progress=False)
+    info = read_info(data)
+    mid, half = np.zeros(2, np.float32), np.full(2, info.action_max, np.float32)
+    judge = energy_judge(tmp_path / "run", info, mid, half, torch.device("cpu"), progress=False)
+    frames = context_index(info.episode_offsets, 0)[0][::3]
+    draws = torch.rand(5, len(frames), 2, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    picked = judge(frames, draws)
+    world, _ = load_model(tmp_path / "run")
+    with h5py.File(data, "r") as f, torch.no_grad():
+        obs = torch.from_numpy(np.stack([f["obs"][frames], f["obs"][frames + 1]], axis=1))
+        s = world.encoder.encode(obs)
+        energy = torch.stack([(world.predict_windows(s, d[:, None] * info.action_max) - s[:, 1:]).pow(2).mean((1, 2))
+                              for d in draws])
+    best = energy.argmin(0)
+    assert torch.equal(picked, draws[best, torch.arange(len(frames))])
+    assert len(set(best.tolist())) > 1  # not simply the first draw

@@ -19,7 +19,8 @@ is cut there, and the training learns what walls do from the labelled episodes a
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import h5py
@@ -35,7 +36,7 @@ from amia.infra.provenance import git_revision
 from amia.infra.run_dir import RunError, data_file, load_action_free, load_model, read_config, weights_fingerprint
 from amia.infra.validate import at_least, positive, within
 from amia.models.action_free import ActionFreeJEPA
-from amia.models.inverse import KeypointInverse, StateInverse, inverse_loss
+from amia.models.inverse import KeypointInverse, Reading, StateInverse, draw_actions, inverse_loss
 from amia.models.jepa import JEPA
 from amia.training.world_model import ACTION_FREE
 
@@ -45,14 +46,20 @@ READS = ("states", "pixels")
 @dataclass
 class LabelConfig:
     """The inverse model: what it ``reads`` (``states`` of the pretrained run, or ``pixels`` through ``keypoints``
-    soft-argmax maps of a ``width``-channel net), ``context`` transitions on each side of the one it labels,
-    ``latent`` whether the pretrained latent actions are inputs beside the states, an MLP of two ``hidden`` layers
-    fitted for ``steps`` AdamW steps (``lr``, ``weight_decay``) on ``batch_size`` labelled transitions; the last
-    ``val_fraction`` of the labelled episodes is held out to report how well it reads actions. ``max_std`` > 0
-    leaves out every transition whose predicted spread (root mean square over the action's dimensions, in units of
-    the action box's half width) is above it, cutting its episode there; 0 labels every transition. The labelled
-    episodes are written ``copies`` times, so that training draws their true actions (the only place where a push
-    against a wall is seen with its action, once ``max_std`` leaves those out) that much more often."""
+    soft-argmax maps of a ``width``-channel net), ``context`` transitions on each side of the one it labels (the
+    pixel model: its keypoints fitted on single transitions for ``steps``, then a head on the window's frozen
+    keypoints for ``head_steps``), ``latent`` whether the pretrained latent actions are inputs beside the states, an
+    MLP of two ``hidden`` layers fitted for ``steps`` AdamW steps (``lr``, ``weight_decay``) on ``batch_size``
+    labelled transitions; the last ``val_fraction`` of the labelled episodes is held out to report how well it reads
+    actions. ``max_std`` > 0 leaves out every transition whose predicted spread (root mean square over the action's
+    dimensions, in units of the action box's half width) is above it, cutting its episode there; 0 labels every
+    transition. With ``bins`` > 0 the model also gives each action dimension a distribution over that many bins, and
+    a transition above ``max_std`` is not cut but gets an action drawn from it (a push that a wall stopped: any push
+    into the wall, of any length, as the labelled episodes show); with ``judge`` (a run), ``draws`` actions are
+    drawn and the one its world model predicts best is kept (with ``temperature`` > 0: one drawn by the Gibbs
+    probabilities of their energies, see ``energy_judge``). The labelled episodes are written ``copies`` times, so
+    that training draws their true actions (the only place where a push against a wall is seen with its action, once
+    ``max_std`` leaves those out) that much more often."""
 
     reads: str = "states"
     context: int = 0
@@ -60,9 +67,14 @@ class LabelConfig:
     keypoints: int = 16
     width: int = 32
     max_std: float = 0.0
+    bins: int = 0
+    draws: int = 8
+    judge: str = ""
+    temperature: float = 0.0
     copies: int = 1
     hidden: int = 256
     steps: int = 3000
+    head_steps: int = 3000
     batch_size: int = 256
     lr: float = 1e-3
     weight_decay: float = 1e-2
@@ -73,8 +85,8 @@ class LabelConfig:
     def __post_init__(self):
         if self.reads not in READS:
             raise ValueError(f"reads: expected one of {READS}, got {self.reads!r}")
-        at_least(self, 0, "context", "weight_decay", "seed", "threads", "max_std")
-        at_least(self, 1, "hidden", "steps", "batch_size", "keypoints", "width", "copies")
+        at_least(self, 0, "context", "weight_decay", "seed", "threads", "max_std", "bins", "temperature")
+        at_least(self, 1, "hidden", "steps", "head_steps", "batch_size", "draws", "keypoints", "width", "copies")
         positive(self, "lr")
         within(self, "val_fraction", 0, 1, open_low=True, open_high=True)
 
@@ -116,10 +128,9 @@ class Encoded:
 InverseModel = StateInverse | KeypointInverse
 
 
-def predict(model: InverseModel, enc: Encoded, rows: np.ndarray, device: torch.device
-            ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(mean, log_std)`` of the transitions ``rows``: from the frames where ``enc`` holds them, else from its
-    states (or keypoints)."""
+def predict(model: InverseModel, enc: Encoded, rows: np.ndarray, device: torch.device) -> Reading:
+    """The reading of the transitions ``rows``: from the frames where ``enc`` holds them, else from its states (or
+    keypoints)."""
     if enc.obs is not None:
         return model.read(enc.obs[enc.state_index[rows]].to(device))
     return model(*(x.to(device) for x in enc.inputs(rows)))
@@ -137,17 +148,23 @@ def load_states_model(run: str | Path, device: str) -> tuple[JEPA, dict]:
     return load_action_free(run, device) if saved.get("kind") == ACTION_FREE else load_model(run, device)
 
 
+def through_frames(fn: Callable[[np.ndarray], torch.Tensor], info: DatasetInfo, desc: str, progress: bool,
+                   chunk: int) -> torch.Tensor:
+    """``fn`` over the ``uint8`` frames of ``info``'s file, a chunk at a time, concatenated (on the CPU)."""
+    parts = []
+    with h5py.File(info.path, "r") as f:
+        for i in tqdm(range(0, info.frames, chunk), desc=f"{desc} {Path(info.path).name}", unit="chunk",
+                      disable=not progress):
+            parts.append(fn(f["obs"][i:i + chunk]).cpu())
+    return torch.cat(parts)
+
+
 @torch.no_grad()
 def encode(model: JEPA, info: DatasetInfo, cfg: LabelConfig, device: torch.device, progress: bool,
            chunk: int = 4096) -> Encoded:
     """Every frame of ``info``'s file through the frozen encoder, and the latent actions of a model trained on
     frames alone (none for an ordinary run, or with ``latent`` false)."""
-    parts = []
-    with h5py.File(info.path, "r") as f:
-        for i in tqdm(range(0, info.frames, chunk), desc=f"encode {Path(info.path).name}", unit="chunk",
-                      disable=not progress):
-            parts.append(encode_frames(model.encoder, f["obs"][i:i + chunk], device))
-    states = torch.cat(parts)
+    states = through_frames(lambda x: encode_frames(model.encoder, x, device), info, "encode", progress, chunk)
     frames, state_index, transition_index = context_index(info.episode_offsets, cfg.context)
     latents = torch.zeros(len(states), 0)
     if cfg.latent and isinstance(model, ActionFreeJEPA):
@@ -176,34 +193,36 @@ def r2(pred: torch.Tensor, target: torch.Tensor) -> float:
 def make_model(enc: Encoded, action_dim: int, cfg: LabelConfig) -> InverseModel:
     """The inverse model ``cfg.reads`` names, sized for ``enc``."""
     if cfg.reads == "pixels":
-        return KeypointInverse(enc.obs.shape[1], action_dim, cfg.context, cfg.keypoints, cfg.width, cfg.hidden)
-    return StateInverse(enc.states.shape[1], enc.latents.shape[1], action_dim, cfg.context, cfg.hidden)
+        return KeypointInverse(enc.obs.shape[1], action_dim, cfg.context, cfg.keypoints, cfg.width, cfg.hidden,
+                               cfg.bins)
+    return StateInverse(enc.states.shape[1], enc.latents.shape[1], action_dim, cfg.context, cfg.hidden, cfg.bins)
 
 
 @torch.no_grad()
 def read_rows(model: InverseModel, enc: Encoded, rows: np.ndarray, device: torch.device, chunk: int = 2048
-              ) -> tuple[torch.Tensor, torch.Tensor]:
+              ) -> Reading:
     """``predict`` over many rows, a chunk at a time, on the CPU."""
     parts = [predict(model, enc, rows[i:i + chunk], device) for i in range(0, len(rows), chunk)]
-    return torch.cat([m for m, _ in parts]).cpu(), torch.cat([s for _, s in parts]).cpu()
+    return Reading(*(torch.cat([part[k] for part in parts]).cpu() for k in range(3)))
 
 
 def fit(enc: Encoded, actions: torch.Tensor, offsets: np.ndarray, cfg: LabelConfig, device: torch.device,
-        progress: bool) -> tuple[InverseModel, dict]:
-    """Fit ``Inv`` on the labelled transitions of the training episodes (``actions (N, A)`` normalised); report
-    the held-out episodes' r2 and mean square error, and with ``max_std`` the share of them it is sure of and its
-    r2 there."""
+        progress: bool, model: InverseModel | None = None) -> tuple[InverseModel, dict]:
+    """Fit ``Inv`` (a new one, or the trainable part of ``model``) on the labelled transitions of the training
+    episodes (``actions (N, A)`` normalised); report the held-out episodes' r2 and mean square error, and with
+    ``max_std`` the share of them it is sure of and its r2 there."""
     train_eps, val_eps = split_episodes(len(offsets) - 1, cfg.val_fraction)
     episode = np.searchsorted(offsets, enc.frames, side="right") - 1
     rows = {"train": np.flatnonzero(np.isin(episode, train_eps)), "val": np.flatnonzero(np.isin(episode, val_eps))}
     torch.manual_seed(cfg.seed)
-    model = make_model(enc, actions.shape[1], cfg).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    model = (model or make_model(enc, actions.shape[1], cfg)).to(device)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
     g = torch.Generator().manual_seed(cfg.seed)
     for _ in tqdm(range(cfg.steps), desc="inverse model", unit="step", disable=not progress):
         pick = rows["train"][torch.randint(len(rows["train"]), (cfg.batch_size,), generator=g).numpy()]
-        loss = inverse_loss(*predict(model, enc, pick, device), actions[enc.frames[pick]].to(device))
+        loss = inverse_loss(predict(model, enc, pick, device), actions[enc.frames[pick]].to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -211,7 +230,7 @@ def fit(enc: Encoded, actions: torch.Tensor, offsets: np.ndarray, cfg: LabelConf
     model.eval()
     report = {}
     for name, r in rows.items():
-        pred, log_std = read_rows(model, enc, r, device)
+        pred, log_std, _ = read_rows(model, enc, r, device)
         target = actions[enc.frames[r]]
         report[f"{name}_r2"], report[f"{name}_mse"] = r2(pred, target), float((pred - target).pow(2).mean())
     if cfg.max_std > 0:
@@ -221,27 +240,66 @@ def fit(enc: Encoded, actions: torch.Tensor, offsets: np.ndarray, cfg: LabelConf
     return model, report
 
 
-def infer_actions(model: InverseModel, enc: Encoded, total: int, device: torch.device
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+Judge = Callable[[np.ndarray, torch.Tensor], torch.Tensor]
+
+
+def infer_actions(model: InverseModel, enc: Encoded, total: int, device: torch.device, cfg: LabelConfig,
+                  judge: Judge | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised actions ``(N, A)`` for every frame (0 on each episode's last frame, where none is taken), and
-    the predicted spread ``(N,)`` of each (0 on last frames)."""
-    mean, log_std = read_rows(model, enc, np.arange(len(enc.frames)), device)
-    out, std = torch.zeros(total, mean.shape[1]), torch.zeros(total)
-    out[enc.frames], std[enc.frames] = mean, spread(log_std)
-    return out, std
+    the predicted spread ``(N,)`` of each (0 on last frames). With ``bins`` and ``max_std``, a transition whose
+    spread is above ``max_std`` gets an action drawn from its bins instead of their mean: one draw, or the one of
+    ``draws`` that ``judge`` (frame indices ``(M,)``, draws ``(K, M, A)`` -> ``(M, A)``) picks."""
+    mean, log_std, logits = read_rows(model, enc, np.arange(len(enc.frames)), device)
+    std = spread(log_std)
+    if cfg.max_std > 0 and logits.shape[-1]:
+        unsure = std > cfg.max_std
+        g = torch.Generator().manual_seed(cfg.seed)
+        draws = torch.stack([draw_actions(logits[unsure], g) for _ in range(cfg.draws if judge else 1)])
+        mean[unsure] = draws[0] if judge is None else judge(enc.frames[unsure.numpy()], draws)
+    out, spreads = torch.zeros(total, mean.shape[1]), torch.zeros(total)
+    out[enc.frames], spreads[enc.frames] = mean, std
+    return out, spreads
+
+
+@torch.no_grad()
+def energy_judge(run: str | Path, info: DatasetInfo, mid: np.ndarray, half: np.ndarray, device: torch.device,
+                 progress: bool, temperature: float = 0.0, seed: int = 0, chunk: int = 8192) -> Judge:
+    """Infer the action of a transition from its frames by energy (Sec. 4.5): of the actions drawn for transition
+    ``t``, the one whose prediction by the world model of ``run`` from state ``t`` lands nearest state ``t + 1``
+    (``temperature`` 0), or one drawn with Gibbs probabilities ``exp(-E / T)`` (Sec. 4.8), ``T`` being
+    ``temperature`` times the median over transitions of their best draw's energy (the model's own error where a
+    draw fits): the frames of a push that a wall stopped say only that nothing moved; every push the world model
+    predicts to move nothing there fits, and any of them may be drawn."""
+    world, _ = load_model(run, str(device))
+    states = through_frames(lambda x: encode_frames(world.encoder, x, device), info, "judge encodes", progress, chunk)
+    half_t, mid_t = torch.as_tensor(half).float(), torch.as_tensor(mid).float()
+
+    def energy(t: torch.Tensor, normalised: torch.Tensor) -> torch.Tensor:
+        actions = world.normalise((normalised * half_t + mid_t).to(device))[:, None]
+        pred = world.predictor.rollout(states[t].to(device), actions)[:, 0]
+        return (pred - states[t + 1].to(device)).pow(2).mean(-1).cpu()
+
+    def pick(frames: np.ndarray, draws: torch.Tensor) -> torch.Tensor:
+        energies = torch.cat([torch.stack([energy(torch.from_numpy(frames[i:i + chunk]), d[i:i + chunk])
+                                           for d in draws]) for i in range(0, len(frames), chunk)], dim=1)
+        if temperature > 0:
+            least = energies.min(0).values
+            p = (-(energies - least) / (temperature * least.median().clamp_min(1e-12))).softmax(0)
+            best = torch.multinomial(p.T, 1, generator=torch.Generator().manual_seed(seed))[:, 0]
+        else:
+            best = energies.argmin(0)
+        return draws[best, torch.arange(len(frames))]
+    return pick
 
 
 @torch.no_grad()
 def encode_pixels(model: KeypointInverse, info: DatasetInfo, cfg: LabelConfig, device: torch.device,
                   progress: bool, chunk: int = 4096) -> Encoded:
     """Every frame of ``info``'s file through the pixel model's keypoints."""
-    parts = []
-    with h5py.File(info.path, "r") as f:
-        for i in tqdm(range(0, info.frames, chunk), desc=f"keypoints {Path(info.path).name}", unit="chunk",
-                      disable=not progress):
-            parts.append(model.keypoints(torch.from_numpy(f["obs"][i:i + chunk]).to(device)).cpu())
+    points = through_frames(lambda x: model.keypoints(torch.from_numpy(x).to(device)), info, "keypoints", progress,
+                            chunk)
     frames, state_index, transition_index = context_index(info.episode_offsets, cfg.context)
-    return Encoded(torch.cat(parts), torch.zeros(info.frames, 0), frames, state_index, transition_index)
+    return Encoded(points, torch.zeros(info.frames, 0), frames, state_index, transition_index)
 
 
 def load_pixels(info: DatasetInfo, cfg: LabelConfig) -> Encoded:
@@ -316,9 +374,37 @@ def fit_labeller(pretrained_run: str | Path | None, labelled: DatasetInfo, cfg: 
     mid, half = action_scale(labelled)
     with h5py.File(labelled.path, "r") as f:
         actions = torch.from_numpy((f["action"][()] - mid) / half).float()
-    enc = load_pixels(labelled, cfg) if cfg.reads == "pixels" else encode(video, labelled, cfg, dev, progress)
-    model, report = fit(enc, actions, labelled.episode_offsets, cfg, dev, progress)
+    if cfg.reads == "pixels":
+        model, report = fit_pixels(load_pixels(labelled, cfg), actions, labelled.episode_offsets, cfg, dev, progress)
+    else:
+        model, report = fit(encode(video, labelled, cfg, dev, progress), actions, labelled.episode_offsets, cfg, dev,
+                            progress)
     return model, (video if cfg.reads == "states" else None), report, pretrained_frames
+
+
+def fit_pixels(enc: Encoded, actions: torch.Tensor, offsets: np.ndarray, cfg: LabelConfig, dev: torch.device,
+               progress: bool) -> tuple[KeypointInverse, dict]:
+    """The pixel model on the labelled frames ``enc.obs``: its keypoints fitted end to end on single transitions;
+    with ``context`` > 0 a second head then reads the frozen keypoints of the whole window (fitting the net on every
+    frame of every window would cost ``2c + 2`` times as much, for keypoints that one transition already teaches)."""
+    single = replace(cfg, context=0)
+    frames, state_index, transition_index = context_index(offsets, 0)
+    model, report = fit(replace(enc, frames=frames, state_index=state_index, transition_index=transition_index),
+                        actions, offsets, single, dev, progress)
+    if cfg.context == 0:
+        return model, report
+    windowed = KeypointInverse(enc.obs.shape[1], actions.shape[1], cfg.context, cfg.keypoints, cfg.width,
+                               cfg.hidden, cfg.bins).to(dev)
+    windowed.conv.load_state_dict(model.conv.state_dict())
+    windowed.conv.requires_grad_(False)
+    with torch.no_grad():
+        keypoints = torch.cat([windowed.keypoints(enc.obs[i:i + 4096].to(dev)).cpu()
+                               for i in range(0, len(enc.obs), 4096)])
+    frames, state_index, transition_index = context_index(offsets, cfg.context)
+    points = Encoded(keypoints, torch.zeros(len(keypoints), 0), frames, state_index, transition_index)
+    windowed, window_report = fit(points, actions, offsets, replace(cfg, steps=cfg.head_steps), dev, progress,
+                                  windowed)
+    return windowed, {**window_report, "single_transition": report}
 
 
 def label_frames(pretrained_run: str | Path | None, data: str | Path, out: str | Path,
@@ -346,13 +432,17 @@ def label_frames(pretrained_run: str | Path | None, data: str | Path, out: str |
     enc = encode(video, frames_info, cfg, dev, progress) if video is not None else \
         encode_pixels(model, frames_info, cfg, dev, progress)
     mid, half = action_scale(labelled)
-    normalised, std = infer_actions(model, enc, frames_info.frames, dev)
+    judge = energy_judge(cfg.judge, frames_info, mid, half, dev, progress, cfg.temperature, cfg.seed) \
+        if cfg.judge else None
+    normalised, std = infer_actions(model, enc, frames_info.frames, dev, cfg, judge)
     inferred = normalised.numpy() * half + mid
-    keep = (std <= cfg.max_std).numpy() if cfg.max_std > 0 else None
+    keep = (std <= cfg.max_std).numpy() if cfg.max_std > 0 and not cfg.bins else None
     report = {"inverse_model": fit_report, "labelled_episodes": labelled.episodes, "labelled_frames": labelled.frames,
               "frames_file": frames_info.path, "frames_episodes": frames_info.episodes}
     if keep is not None:
         report["kept_transitions"] = float(keep[enc.frames].mean())
+    if cfg.bins and cfg.max_std > 0:
+        report["drawn_transitions"] = float((std[enc.frames] > cfg.max_std).float().mean())
     if frames_info.action_dim == labelled.action_dim:  # the frames' own actions, never seen: how right the labels are
         with h5py.File(frames_info.path, "r") as f:
             truth = torch.from_numpy((f["action"][()][enc.frames] - mid) / half).float()
