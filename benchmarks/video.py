@@ -42,7 +42,9 @@ def main() -> None:
                         "(`amia train init=RUN`); posttrain: learn only the action map on the frozen model "
                         "(`amia posttrain`)")
     p.add_argument("--posttrain", nargs="*", default=[], metavar="key=value", help="overrides of PosttrainConfig")
-    p.add_argument("--label", nargs="*", default=[], metavar="key=value", help="overrides of LabelConfig")
+    p.add_argument("--label", nargs="*", default=[], metavar="key=value",
+                   help="overrides of LabelConfig; judge=scratch: the run trained from scratch on the same labelled "
+                        "episodes judges the drawn labels (bins=, max_std=)")
     p.add_argument("--maze", action="store_true",
                    help="run the H-JEPA from video on Maze-v0 instead (level 1 from frame-pretrained weights, level 2 "
                         "with latent abstract actions, hierarchical Mode-2 with configs/maze_eval.yaml) into "
@@ -131,12 +133,18 @@ def fraction_row(args, work: Path, data: Path, video: Path, episodes: int, fract
         take_episodes(data, labelled, n)
     labelled_data = str(labelled if n < episodes else data)
     cfg = apply_overrides(default_config(ENV), [f"threads={args.threads}"])
+    scratch, scratch_seconds = work / f"scratch_{n}", None
+    if fraction == 1.0 and args.full_run:
+        scratch = Path(args.full_run)
+    else:  # first: with --label judge=scratch it judges the labels
+        scratch_seconds = train(ENV, scratch, cfg, data=labelled_data, progress=True).get("train_seconds")
     if args.method == "label":  # every frame labelled by the inverse model, then the default training on them
         pseudo, post = work / f"pseudo_{n}.h5", work / f"label_{n}"
         if not pseudo.exists():
             reader = None if "reads=pixels" in args.label else video
+            overrides = [f"judge={scratch}" if o == "judge=scratch" else o for o in args.label]
             label_frames(reader, labelled_data, pseudo, frames=data,
-                         cfg=apply_overrides(LabelConfig(threads=args.threads), args.label), progress=True)
+                         cfg=apply_overrides(LabelConfig(threads=args.threads), overrides), progress=True)
         metrics = train(ENV, post, cfg, data=str(pseudo), progress=True)
         metrics["label"] = read_info(pseudo).meta["labelled_by"]
     elif args.method == "init":  # the default training on the labelled episodes, started from the pretrained weights
@@ -149,12 +157,10 @@ def fraction_row(args, work: Path, data: Path, video: Path, episodes: int, fract
     row = {"fraction": fraction, "labelled_episodes": n, "method": args.method,
            "video_seconds": metrics["train_seconds"], "success_video": success(post), "video_run": str(post)}
     if "label" in metrics:
-        row["label"] = {k: metrics["label"][k] for k in ("inverse_model", "frames_r2", "seconds") if k in metrics["label"]}
-    if fraction == 1.0 and args.full_run:
-        scratch = Path(args.full_run)
-    else:
-        scratch = work / f"scratch_{n}"
-        row["scratch_seconds"] = train(ENV, scratch, cfg, data=labelled_data, progress=True).get("train_seconds")
+        keys = ("inverse_model", "frames_r2", "kept_transitions", "drawn_transitions", "seconds")
+        row["label"] = {k: metrics["label"][k] for k in keys if k in metrics["label"]}
+    if scratch_seconds is not None:
+        row["scratch_seconds"] = scratch_seconds
     row["success_scratch"] = success(scratch)
     row["scratch_run"] = str(scratch)
     return row

@@ -299,6 +299,14 @@ def test_unsure_transitions_get_the_draw_the_judge_picks(restore_threads):
     assert torch.equal(labels[~unsure], mean[~unsure])  # the sure ones keep the mean
     assert torch.equal(labels[unsure][:, 0], seen["draws"][..., 0].max(0).values)
     assert torch.allclose(std[enc.frames], spread(log_std))
+    # keep_direction: the mean's direction, the picked draw's length (clipped to the box)
+    kept, _ = infer_actions(model, enc, len(actions), torch.device("cpu"), replace(cfg, keep_direction=True), largest_x)
+    picked, m = labels[unsure], mean[unsure]
+    k = kept[enc.frames][unsure]
+    cos = (k * m).sum(1) / (k.norm(dim=1) * m.norm(dim=1))
+    inside = (m / m.norm(dim=1, keepdim=True) * picked.norm(dim=1, keepdim=True)).abs().max(1).values <= 1
+    assert inside.float().mean() > 0.5 and (cos[inside] > 0.9999).all() and (k.abs() <= 1).all()
+    assert torch.allclose(k.norm(dim=1)[inside], picked.norm(dim=1)[inside], atol=1e-5)
 
 
 def test_the_energy_judge_keeps_the_draw_the_world_model_predicts_best(tmp_path, pretrained):

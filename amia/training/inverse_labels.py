@@ -57,9 +57,10 @@ class LabelConfig:
     a transition above ``max_std`` is not cut but gets an action drawn from it (a push that a wall stopped: any push
     into the wall, of any length, as the labelled episodes show); with ``judge`` (a run), ``draws`` actions are
     drawn and the one its world model predicts best is kept (with ``temperature`` > 0: one drawn by the Gibbs
-    probabilities of their energies, see ``energy_judge``). The labelled episodes are written ``copies`` times, so
-    that training draws their true actions (the only place where a push against a wall is seen with its action, once
-    ``max_std`` leaves those out) that much more often."""
+    probabilities of their energies, see ``energy_judge``). With ``keep_direction`` the drawn action keeps only its
+    length, in the direction of the mean. The labelled episodes are written ``copies`` times, so that training draws
+    their true actions (the only place where a push against a wall is seen with its action, once ``max_std`` leaves
+    those out) that much more often."""
 
     reads: str = "states"
     context: int = 0
@@ -71,6 +72,7 @@ class LabelConfig:
     draws: int = 8
     judge: str = ""
     temperature: float = 0.0
+    keep_direction: bool = False
     copies: int = 1
     hidden: int = 256
     steps: int = 3000
@@ -255,7 +257,11 @@ def infer_actions(model: InverseModel, enc: Encoded, total: int, device: torch.d
         unsure = std > cfg.max_std
         g = torch.Generator().manual_seed(cfg.seed)
         draws = torch.stack([draw_actions(logits[unsure], g) for _ in range(cfg.draws if judge else 1)])
-        mean[unsure] = draws[0] if judge is None else judge(enc.frames[unsure.numpy()], draws)
+        picked = draws[0] if judge is None else judge(enc.frames[unsure.numpy()], draws)
+        if cfg.keep_direction:  # the mean's direction, the draw's length
+            direction = mean[unsure] / mean[unsure].norm(dim=1, keepdim=True).clamp_min(1e-6)
+            picked = (direction * picked.norm(dim=1, keepdim=True)).clamp(-1, 1)
+        mean[unsure] = picked
     out, spreads = torch.zeros(total, mean.shape[1]), torch.zeros(total)
     out[enc.frames], spreads[enc.frames] = mean, std
     return out, spreads
