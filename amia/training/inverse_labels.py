@@ -36,11 +36,13 @@ from amia.infra.provenance import git_revision
 from amia.infra.run_dir import RunError, data_file, load_action_free, load_model, read_config, weights_fingerprint
 from amia.infra.validate import at_least, positive, within
 from amia.models.action_free import ActionFreeJEPA
-from amia.models.inverse import KeypointInverse, Reading, StateInverse, draw_actions, inverse_loss
+from amia.models.inverse import KeypointInverse, Reading, SequenceInverse, StateInverse, draw_actions, inverse_loss
 from amia.models.jepa import JEPA
 from amia.training.world_model import ACTION_FREE
 
 READS = ("states", "pixels")
+HEADS = ("window", "sequence")
+MAX_JOINT_CELLS = 4096
 
 
 @dataclass
@@ -60,7 +62,22 @@ class LabelConfig:
     probabilities of their energies, see ``energy_judge``). With ``keep_direction`` the drawn action keeps only its
     length, in the direction of the mean. The labelled episodes are written ``copies`` times, so that training draws
     their true actions (the only place where a push against a wall is seen with its action, once ``max_std`` leaves
-    those out) that much more often."""
+    those out) that much more often.
+
+    ``head="sequence"`` (pixels only) replaces the window of ``context`` transitions by a bidirectional GRU over the
+    frozen keypoints of the whole episode (``SequenceInverse``), fitted for ``head_steps`` on crops of ``crop``
+    transitions (``batch_size // crop`` crops a step): an agent pinned to a wall for many steps shows how it got
+    there and how it left, however far away; with ``positions`` false it reads only the keypoints' moves. ``joint``
+    makes the bins one distribution over the ``bins ** A`` cells of the action box instead of one per dimension, so
+    that a drawn action keeps the shape of the set of actions the frames allow (every push into a wall, of any
+    length and angle into it). With ``same_side`` a drawn action must point within 90 degrees of the mean (the first
+    of ``draws`` that does; see ``same_side_first``): the mean of a stopped push points into the wall even where the
+    distribution also holds pushes away from it.
+
+    ``mirror_x`` / ``mirror_y`` (pixels only; -1: none) name the action dimension that a left-right / up-down mirror
+    image of the frames negates, for a world that is its own mirror image (amia's rooms: 0 and 1): the labelled
+    episodes are fitted with their mirror images as well (``mirrored``), so that a few of them show every wall from
+    both sides."""
 
     reads: str = "states"
     context: int = 0
@@ -73,6 +90,13 @@ class LabelConfig:
     judge: str = ""
     temperature: float = 0.0
     keep_direction: bool = False
+    same_side: bool = False
+    head: str = "window"
+    positions: bool = True
+    mirror_x: int = -1
+    mirror_y: int = -1
+    joint: bool = False
+    crop: int = 32
     copies: int = 1
     hidden: int = 256
     steps: int = 3000
@@ -87,8 +111,16 @@ class LabelConfig:
     def __post_init__(self):
         if self.reads not in READS:
             raise ValueError(f"reads: expected one of {READS}, got {self.reads!r}")
+        if self.head not in HEADS:
+            raise ValueError(f"head: expected one of {HEADS}, got {self.head!r}")
+        if self.head == "sequence" and self.reads != "pixels":
+            raise ValueError("head=sequence reads the keypoints of whole episodes: it needs reads=pixels")
+        if (self.mirror_x >= 0 or self.mirror_y >= 0) and self.reads != "pixels":
+            raise ValueError("mirror_x / mirror_y flip the labelled frames: they need reads=pixels")
+        if self.joint and not self.bins:
+            raise ValueError("joint=true is a distribution over bins: set bins (e.g. bins=15)")
         at_least(self, 0, "context", "weight_decay", "seed", "threads", "max_std", "bins", "temperature")
-        at_least(self, 1, "hidden", "steps", "head_steps", "batch_size", "draws", "keypoints", "width", "copies")
+        at_least(self, 1, "hidden", "steps", "head_steps", "batch_size", "draws", "keypoints", "width", "copies", "crop")
         positive(self, "lr")
         within(self, "val_fraction", 0, 1, open_low=True, open_high=True)
 
@@ -127,7 +159,7 @@ class Encoded:
         return self.states[self.state_index[rows]], self.latents[self.transition_index[rows]]
 
 
-InverseModel = StateInverse | KeypointInverse
+InverseModel = StateInverse | KeypointInverse | SequenceInverse
 
 
 def predict(model: InverseModel, enc: Encoded, rows: np.ndarray, device: torch.device) -> Reading:
@@ -196,8 +228,9 @@ def make_model(enc: Encoded, action_dim: int, cfg: LabelConfig) -> InverseModel:
     """The inverse model ``cfg.reads`` names, sized for ``enc``."""
     if cfg.reads == "pixels":
         return KeypointInverse(enc.obs.shape[1], action_dim, cfg.context, cfg.keypoints, cfg.width, cfg.hidden,
-                               cfg.bins)
-    return StateInverse(enc.states.shape[1], enc.latents.shape[1], action_dim, cfg.context, cfg.hidden, cfg.bins)
+                               cfg.bins, cfg.joint)
+    return StateInverse(enc.states.shape[1], enc.latents.shape[1], action_dim, cfg.context, cfg.hidden, cfg.bins,
+                        cfg.joint)
 
 
 @torch.no_grad()
@@ -246,17 +279,24 @@ Judge = Callable[[np.ndarray, torch.Tensor], torch.Tensor]
 
 
 def infer_actions(model: InverseModel, enc: Encoded, total: int, device: torch.device, cfg: LabelConfig,
-                  judge: Judge | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                  judge: Judge | None = None, offsets: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Normalised actions ``(N, A)`` for every frame (0 on each episode's last frame, where none is taken), and
     the predicted spread ``(N,)`` of each (0 on last frames). With ``bins`` and ``max_std``, a transition whose
     spread is above ``max_std`` gets an action drawn from its bins instead of their mean: one draw, or the one of
-    ``draws`` that ``judge`` (frame indices ``(M,)``, draws ``(K, M, A)`` -> ``(M, A)``) picks."""
-    mean, log_std, logits = read_rows(model, enc, np.arange(len(enc.frames)), device)
+    ``draws`` that ``judge`` (frame indices ``(M,)``, draws ``(K, M, A)`` -> ``(M, A)``) picks. A
+    ``SequenceInverse`` reads whole episodes (``offsets``, those of ``enc``'s file)."""
+    if isinstance(model, SequenceInverse):
+        mean, log_std, logits = read_sequence(model, enc.states, offsets, device)
+    else:
+        mean, log_std, logits = read_rows(model, enc, np.arange(len(enc.frames)), device)
     std = spread(log_std)
     if cfg.max_std > 0 and logits.shape[-1]:
         unsure = std > cfg.max_std
         g = torch.Generator().manual_seed(cfg.seed)
-        draws = torch.stack([draw_actions(logits[unsure], g) for _ in range(cfg.draws if judge else 1)])
+        draws = torch.stack([draw_actions(logits[unsure], g, mean.shape[1])
+                             for _ in range(cfg.draws if judge or cfg.same_side else 1)])
+        if cfg.same_side:
+            draws = same_side_first(draws, mean[unsure])
         picked = draws[0] if judge is None else judge(enc.frames[unsure.numpy()], draws)
         if cfg.keep_direction:  # the mean's direction, the draw's length
             direction = mean[unsure] / mean[unsure].norm(dim=1, keepdim=True).clamp_min(1e-6)
@@ -265,6 +305,88 @@ def infer_actions(model: InverseModel, enc: Encoded, total: int, device: torch.d
     out, spreads = torch.zeros(total, mean.shape[1]), torch.zeros(total)
     out[enc.frames], spreads[enc.frames] = mean, std
     return out, spreads
+
+
+def same_side_first(draws: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    """For each transition, its draws ``(K, M, A)`` within 90 degrees of its ``mean (M, A)`` first (in their drawn
+    order), the others replaced by the first of those (what a judge then chooses from); where none is, the first
+    draw turned to the mean's direction."""
+    same = (draws * mean).sum(-1) > 0
+    order = torch.argsort((~same).float(), dim=0, stable=True)
+    out = torch.gather(draws, 0, order[..., None].expand_as(draws))
+    beyond = torch.arange(len(draws))[:, None] >= same.sum(0)[None]
+    out = torch.where(beyond[..., None], out[:1].expand_as(out), out)
+    none = ~same.any(0)
+    direction = mean[none] / mean[none].norm(dim=1, keepdim=True).clamp_min(1e-6)
+    out[0, none] = (direction * out[0, none].norm(dim=1, keepdim=True)).clamp(-1, 1)
+    return out
+
+
+def episode_groups(offsets: np.ndarray, episodes: np.ndarray | None = None, chunk: int = 256) -> list[np.ndarray]:
+    """The ``episodes`` (default: all) of at least two frames, in groups of equal length (at most ``chunk``)."""
+    episodes = np.arange(len(offsets) - 1) if episodes is None else np.asarray(episodes)
+    lengths = offsets[episodes + 1] - offsets[episodes]
+    groups = []
+    for n in np.unique(lengths[lengths >= 2]):
+        same = episodes[lengths == n]
+        groups += [same[i:i + chunk] for i in range(0, len(same), chunk)]
+    return groups
+
+
+def episode_frames(offsets: np.ndarray, episodes: np.ndarray, start: np.ndarray | int, length: int) -> np.ndarray:
+    """Frame indices ``(E, length)`` of ``length`` frames from ``start`` within each of ``episodes``."""
+    return offsets[episodes][:, None] + np.asarray(start).reshape(-1, 1) + np.arange(length)[None]
+
+
+@torch.no_grad()
+def read_sequence(model: SequenceInverse, points: torch.Tensor, offsets: np.ndarray, device: torch.device,
+                  episodes: np.ndarray | None = None) -> Reading:
+    """The reading of every transition of ``episodes`` (default: all), whole episode by whole episode, in the
+    order of ``context_index`` (episode after episode, frame after frame), on the CPU."""
+    groups = episode_groups(offsets, episodes)
+    parts = {}
+    for group in groups:
+        idx = episode_frames(offsets, group, 0, int(offsets[group[0] + 1] - offsets[group[0]]))
+        reading = model(points[idx].to(device))
+        for k, e in enumerate(group):
+            n = idx.shape[1] - 1
+            parts[int(e)] = [x[k * n:(k + 1) * n].cpu() for x in reading]
+    order = sorted(parts)
+    return Reading(*(torch.cat([parts[e][k] for e in order]) for k in range(3)))
+
+
+def fit_sequence(points: torch.Tensor, actions: torch.Tensor, offsets: np.ndarray, conv: torch.nn.Module,
+                 cfg: LabelConfig, device: torch.device, progress: bool) -> tuple[SequenceInverse, dict]:
+    """A ``SequenceInverse`` on the frozen keypoints ``points (N, 2K)`` of the labelled file, fitted on random crops
+    of its training episodes; the held-out episodes' r2 and mean square error read whole."""
+    train_eps, val_eps = split_episodes(len(offsets) - 1, cfg.val_fraction)
+    lengths = offsets[train_eps + 1] - offsets[train_eps]
+    train_eps = train_eps[lengths >= 2]
+    if not len(train_eps):
+        raise RunError("head=sequence: no labelled training episode has a transition")
+    window = int(min(cfg.crop + 1, lengths[lengths >= 2].min()))
+    torch.manual_seed(cfg.seed)
+    model = SequenceInverse(conv, cfg.keypoints, actions.shape[1], cfg.hidden, cfg.bins, cfg.joint,
+                            cfg.positions).to(device)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.head_steps)
+    g = np.random.default_rng(cfg.seed)
+    for _ in tqdm(range(cfg.head_steps), desc="sequence head", unit="step", disable=not progress):
+        eps = g.choice(train_eps, max(1, cfg.batch_size // cfg.crop))
+        idx = episode_frames(offsets, eps, g.integers(0, offsets[eps + 1] - offsets[eps] - window + 1), window)
+        loss = inverse_loss(model(points[idx].to(device)), actions[idx[:, :-1]].flatten(0, 1).to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+    model.eval()
+    report = {}
+    for name, eps in (("train", train_eps), ("val", val_eps)):
+        pred = read_sequence(model, points, offsets, device, eps).mean
+        frames = np.concatenate([np.arange(offsets[e], offsets[e + 1] - 1) for e in sorted(eps)]) if len(eps) else []
+        target = actions[frames]
+        report[f"{name}_r2"], report[f"{name}_mse"] = r2(pred, target), float((pred - target).pow(2).mean())
+    return model, report
 
 
 @torch.no_grad()
@@ -306,6 +428,32 @@ def encode_pixels(model: KeypointInverse, info: DatasetInfo, cfg: LabelConfig, d
                             chunk)
     frames, state_index, transition_index = context_index(info.episode_offsets, cfg.context)
     return Encoded(points, torch.zeros(info.frames, 0), frames, state_index, transition_index)
+
+
+def mirrored(obs: torch.Tensor, actions: torch.Tensor, offsets: np.ndarray, mirror_x: int, mirror_y: int
+             ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """Each episode followed by its mirror images (frames flipped left-right, action dimension ``mirror_x``
+    negated; up-down, ``mirror_y``; both): a world that looks and moves the same in a mirror gives its labelled
+    episodes' walls seen from both sides. Indices below 0 name no mirror. Episode after episode, so that the
+    held-out last episodes keep their own mirrors."""
+    flips = [([], [])]
+    if mirror_x >= 0:
+        flips.append(([-1], [mirror_x]))
+    if mirror_y >= 0:
+        flips.append(([-2], [mirror_y]))
+    if mirror_x >= 0 and mirror_y >= 0:
+        flips.append(([-1, -2], [mirror_x, mirror_y]))
+    if len(flips) == 1:
+        return obs, actions, offsets
+    parts_obs, parts_act, lengths = [], [], []
+    for lo, hi in zip(offsets[:-1], offsets[1:]):
+        for dims, negate in flips:
+            parts_obs.append(obs[lo:hi].flip(dims) if dims else obs[lo:hi])
+            a = actions[lo:hi].clone()
+            a[:, negate] = -a[:, negate]
+            parts_act.append(a)
+            lengths.append(hi - lo)
+    return torch.cat(parts_obs), torch.cat(parts_act), np.concatenate([[0], np.cumsum(lengths)])
 
 
 def load_pixels(info: DatasetInfo, cfg: LabelConfig) -> Encoded:
@@ -377,11 +525,22 @@ def fit_labeller(pretrained_run: str | Path | None, labelled: DatasetInfo, cfg: 
         pretrained_frames = read_info(data_file(pretrained_run, saved))
     elif cfg.reads == "states":
         raise RunError("labelling with reads=states needs a pretrained run (--run); reads=pixels needs none")
+    if cfg.joint and cfg.bins ** labelled.action_dim > MAX_JOINT_CELLS:
+        raise RunError(f"joint=true with bins={cfg.bins}: {cfg.bins ** labelled.action_dim} cells for the "
+                       f"{labelled.action_dim}-dimensional actions of {labelled.path}; at most {MAX_JOINT_CELLS} (fewer "
+                       f"bins, or joint=false)")
+    for name in ("mirror_x", "mirror_y"):
+        if getattr(cfg, name) >= labelled.action_dim:
+            raise RunError(f"{name}={getattr(cfg, name)}: the actions of {labelled.path} have {labelled.action_dim} "
+                           f"dimensions (0 to {labelled.action_dim - 1})")
     mid, half = action_scale(labelled)
     with h5py.File(labelled.path, "r") as f:
         actions = torch.from_numpy((f["action"][()] - mid) / half).float()
     if cfg.reads == "pixels":
-        model, report = fit_pixels(load_pixels(labelled, cfg), actions, labelled.episode_offsets, cfg, dev, progress)
+        obs, actions, offsets = mirrored(load_pixels(labelled, cfg).obs, actions, labelled.episode_offsets,
+                                         cfg.mirror_x, cfg.mirror_y)
+        model, report = fit_pixels(Encoded(*[torch.zeros(len(obs), 0)] * 2, *context_index(offsets, cfg.context), obs),
+                                   actions, offsets, cfg, dev, progress)
     else:
         model, report = fit(encode(video, labelled, cfg, dev, progress), actions, labelled.episode_offsets, cfg, dev,
                             progress)
@@ -389,23 +548,27 @@ def fit_labeller(pretrained_run: str | Path | None, labelled: DatasetInfo, cfg: 
 
 
 def fit_pixels(enc: Encoded, actions: torch.Tensor, offsets: np.ndarray, cfg: LabelConfig, dev: torch.device,
-               progress: bool) -> tuple[KeypointInverse, dict]:
+               progress: bool) -> tuple[InverseModel, dict]:
     """The pixel model on the labelled frames ``enc.obs``: its keypoints fitted end to end on single transitions;
     with ``context`` > 0 a second head then reads the frozen keypoints of the whole window (fitting the net on every
-    frame of every window would cost ``2c + 2`` times as much, for keypoints that one transition already teaches)."""
+    frame of every window would cost ``2c + 2`` times as much, for keypoints that one transition already teaches);
+    with ``head="sequence"``, a GRU over whole episodes of them."""
     single = replace(cfg, context=0)
     frames, state_index, transition_index = context_index(offsets, 0)
     model, report = fit(replace(enc, frames=frames, state_index=state_index, transition_index=transition_index),
                         actions, offsets, single, dev, progress)
-    if cfg.context == 0:
+    if cfg.context == 0 and cfg.head == "window":
         return model, report
+    model.conv.requires_grad_(False)
+    with torch.no_grad():
+        keypoints = torch.cat([model.keypoints(enc.obs[i:i + 4096].to(dev)).cpu() for i in range(0, len(enc.obs), 4096)])
+    if cfg.head == "sequence":
+        sequence, sequence_report = fit_sequence(keypoints, actions, offsets, model.conv, cfg, dev, progress)
+        return sequence, {**sequence_report, "single_transition": report}
     windowed = KeypointInverse(enc.obs.shape[1], actions.shape[1], cfg.context, cfg.keypoints, cfg.width,
-                               cfg.hidden, cfg.bins).to(dev)
+                               cfg.hidden, cfg.bins, cfg.joint).to(dev)
     windowed.conv.load_state_dict(model.conv.state_dict())
     windowed.conv.requires_grad_(False)
-    with torch.no_grad():
-        keypoints = torch.cat([windowed.keypoints(enc.obs[i:i + 4096].to(dev)).cpu()
-                               for i in range(0, len(enc.obs), 4096)])
     frames, state_index, transition_index = context_index(offsets, cfg.context)
     points = Encoded(keypoints, torch.zeros(len(keypoints), 0), frames, state_index, transition_index)
     windowed, window_report = fit(points, actions, offsets, replace(cfg, steps=cfg.head_steps), dev, progress,
@@ -440,7 +603,7 @@ def label_frames(pretrained_run: str | Path | None, data: str | Path, out: str |
     mid, half = action_scale(labelled)
     judge = energy_judge(cfg.judge, frames_info, mid, half, dev, progress, cfg.temperature, cfg.seed) \
         if cfg.judge else None
-    normalised, std = infer_actions(model, enc, frames_info.frames, dev, cfg, judge)
+    normalised, std = infer_actions(model, enc, frames_info.frames, dev, cfg, judge, frames_info.episode_offsets)
     inferred = normalised.numpy() * half + mid
     keep = (std <= cfg.max_std).numpy() if cfg.max_std > 0 and not cfg.bins else None
     report = {"inverse_model": fit_report, "labelled_episodes": labelled.episodes, "labelled_frames": labelled.frames,
