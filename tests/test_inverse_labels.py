@@ -331,6 +331,16 @@ def test_the_energy_judge_keeps_the_draw_the_world_model_predicts_best(tmp_path,
     best = energy.argmin(0)
     assert torch.equal(picked, draws[best, torch.arange(len(frames))])
     assert len(set(best.tolist())) > 1  # not simply the first draw
+    # accept: the first draw within `accept` times the energy of no action (or of the best draw, where that is
+    # larger); `accept` such that the first draw passes for half of the transitions
+    with torch.no_grad():
+        zero = (world.predict_windows(s, torch.zeros(len(frames), 1, 2)) - s[:, 1:]).pow(2).mean((1, 2))
+    accept = float((energy[0] / zero).median())
+    bar = torch.maximum(accept * zero, energy.min(0).values)
+    first = torch.tensor([int(np.flatnonzero((energy[:, i] <= bar[i] * (1 + 1e-5)).numpy())[0]) for i in range(len(frames))])
+    accepted = energy_judge(tmp_path / "run", info, mid, half, torch.device("cpu"), progress=False, accept=accept)(frames, draws)
+    assert torch.equal(accepted, draws[first, torch.arange(len(frames))])
+    assert (first == 0).any() and (first > 0).any() and (first != best).any()
 
 
 def test_joint_bins_by_hand_and_draws_in_the_cell_their_logits_name():

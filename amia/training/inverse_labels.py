@@ -59,7 +59,8 @@ class LabelConfig:
     a transition above ``max_std`` is not cut but gets an action drawn from it (a push that a wall stopped: any push
     into the wall, of any length, as the labelled episodes show); with ``judge`` (a run), ``draws`` actions are
     drawn and the one its world model predicts best is kept (with ``temperature`` > 0: one drawn by the Gibbs
-    probabilities of their energies, see ``energy_judge``). With ``keep_direction`` the drawn action keeps only its
+    probabilities of their energies; with ``accept`` > 0: the first whose energy is within ``accept`` times that of
+    no action, see ``energy_judge``). With ``keep_direction`` the drawn action keeps only its
     length, in the direction of the mean. The labelled episodes are written ``copies`` times, so that training draws
     their true actions (the only place where a push against a wall is seen with its action, once ``max_std`` leaves
     those out) that much more often.
@@ -89,6 +90,7 @@ class LabelConfig:
     draws: int = 8
     judge: str = ""
     temperature: float = 0.0
+    accept: float = 0.0
     keep_direction: bool = False
     same_side: bool = False
     head: str = "window"
@@ -119,7 +121,8 @@ class LabelConfig:
             raise ValueError("mirror_x / mirror_y flip the labelled frames: they need reads=pixels")
         if self.joint and not self.bins:
             raise ValueError("joint=true is a distribution over bins: set bins (e.g. bins=15)")
-        at_least(self, 0, "context", "weight_decay", "seed", "threads", "max_std", "bins", "temperature")
+        at_least(self, 0, "context", "weight_decay", "seed", "threads", "max_std", "bins", "temperature",
+                 "accept")
         at_least(self, 1, "hidden", "steps", "head_steps", "batch_size", "draws", "keypoints", "width", "copies", "crop")
         positive(self, "lr")
         within(self, "val_fraction", 0, 1, open_low=True, open_high=True)
@@ -391,13 +394,17 @@ def fit_sequence(points: torch.Tensor, actions: torch.Tensor, offsets: np.ndarra
 
 @torch.no_grad()
 def energy_judge(run: str | Path, info: DatasetInfo, mid: np.ndarray, half: np.ndarray, device: torch.device,
-                 progress: bool, temperature: float = 0.0, seed: int = 0, chunk: int = 8192) -> Judge:
+                 progress: bool, temperature: float = 0.0, seed: int = 0, chunk: int = 8192,
+                 accept: float = 0.0) -> Judge:
     """Infer the action of a transition from its frames by energy (Sec. 4.5): of the actions drawn for transition
     ``t``, the one whose prediction by the world model of ``run`` from state ``t`` lands nearest state ``t + 1``
     (``temperature`` 0), or one drawn with Gibbs probabilities ``exp(-E / T)`` (Sec. 4.8), ``T`` being
     ``temperature`` times the median over transitions of their best draw's energy (the model's own error where a
     draw fits): the frames of a push that a wall stopped say only that nothing moved; every push the world model
-    predicts to move nothing there fits, and any of them may be drawn."""
+    predicts to move nothing there fits, and any of them may be drawn. With ``accept`` > 0, the first draw whose
+    energy is at most ``accept`` times that of no action at all (the zero action; the energy of the best draw where
+    that is larger) is kept: the lowest energy favours short pushes, which move little anywhere, where every push
+    the model predicts to move no more than doing nothing fits as well."""
     world, _ = load_model(run, str(device))
     states = through_frames(lambda x: encode_frames(world.encoder, x, device), info, "judge encodes", progress, chunk)
     half_t, mid_t = torch.as_tensor(half).float(), torch.as_tensor(mid).float()
@@ -407,10 +414,17 @@ def energy_judge(run: str | Path, info: DatasetInfo, mid: np.ndarray, half: np.n
         pred = world.predictor.rollout(states[t].to(device), actions)[:, 0]
         return (pred - states[t + 1].to(device)).pow(2).mean(-1).cpu()
 
+    def energies_of(frames: np.ndarray, draws: torch.Tensor) -> torch.Tensor:
+        return torch.cat([torch.stack([energy(torch.from_numpy(frames[i:i + chunk]), d[i:i + chunk]) for d in draws])
+                          for i in range(0, len(frames), chunk)], dim=1)
+
     def pick(frames: np.ndarray, draws: torch.Tensor) -> torch.Tensor:
-        energies = torch.cat([torch.stack([energy(torch.from_numpy(frames[i:i + chunk]), d[i:i + chunk])
-                                           for d in draws]) for i in range(0, len(frames), chunk)], dim=1)
-        if temperature > 0:
+        energies = energies_of(frames, draws)
+        if accept > 0:
+            still = energies_of(frames, ((torch.zeros(1, *draws.shape[1:]) - mid_t) / half_t))[0]
+            bar = torch.maximum(accept * still, energies.min(0).values)
+            best = (energies <= bar).float().argmax(0)  # the first draw under the bar
+        elif temperature > 0:
             least = energies.min(0).values
             p = (-(energies - least) / (temperature * least.median().clamp_min(1e-12))).softmax(0)
             best = torch.multinomial(p.T, 1, generator=torch.Generator().manual_seed(seed))[:, 0]
@@ -601,7 +615,8 @@ def label_frames(pretrained_run: str | Path | None, data: str | Path, out: str |
     enc = encode(video, frames_info, cfg, dev, progress) if video is not None else \
         encode_pixels(model, frames_info, cfg, dev, progress)
     mid, half = action_scale(labelled)
-    judge = energy_judge(cfg.judge, frames_info, mid, half, dev, progress, cfg.temperature, cfg.seed) \
+    judge = energy_judge(cfg.judge, frames_info, mid, half, dev, progress, cfg.temperature, cfg.seed,
+                         accept=cfg.accept) \
         if cfg.judge else None
     normalised, std = infer_actions(model, enc, frames_info.frames, dev, cfg, judge, frames_info.episode_offsets)
     inferred = normalised.numpy() * half + mid
