@@ -181,15 +181,10 @@ def test_segments_cut_episodes_at_the_transitions_left_out():
     assert segments(offsets, keep) == [(0, 2), (6, 9)]
 
 
-def blob_toy(episodes: int, seed: int, size: int = 16, steps: int = 12, blocked: float = 0.3):
-    """A Gaussian blob moved by smooth 2-D actions of up to one pixel; a ``blocked`` share of the steps moves
-    nothing. Returns ``Encoded`` holding the frames, the actions and which steps moved."""
-    g = np.random.default_rng(seed)
-    actions = np.tanh(np.cumsum(g.normal(size=(episodes, steps, 2)), axis=1) * 0.5)
-    moved = g.random((episodes, steps)) >= blocked
-    start = g.uniform(4, size - 4, (episodes, 1, 2))
-    pos = np.concatenate([start, start + np.cumsum(actions * moved[..., None], axis=1)], axis=1)
-    pos = np.clip(pos, 1, size - 2)
+def blob_frames(pos: np.ndarray, actions: np.ndarray, moved: np.ndarray, size: int):
+    """A blob's positions ``(E, T + 1, 2)`` drawn as ``size``-pixel frames; with its ``actions (E, T, 2)`` and
+    which steps ``moved (E, T)``, as the toys return them (``Encoded``, actions and moved padded per frame)."""
+    episodes, steps = moved.shape
     grid = np.arange(size) + 0.5
     d2 = (grid[None, None, None, :] - pos[..., 0, None, None]) ** 2 + \
         (grid[None, None, :, None] - pos[..., 1, None, None]) ** 2
@@ -200,6 +195,18 @@ def blob_toy(episodes: int, seed: int, size: int = 16, steps: int = 12, blocked:
     frames, si, ti = context_index(offsets, context=0)
     enc = Encoded(torch.zeros(len(obs), 0), torch.zeros(len(obs), 0), frames, si, ti, torch.from_numpy(obs))
     return enc, torch.tensor(padded, dtype=torch.float32), offsets, moved
+
+
+def blob_toy(episodes: int, seed: int, size: int = 16, steps: int = 12, blocked: float = 0.3):
+    """A Gaussian blob moved by smooth 2-D actions of up to one pixel; a ``blocked`` share of the steps moves
+    nothing. Returns ``Encoded`` holding the frames, the actions and which steps moved."""
+    g = np.random.default_rng(seed)
+    actions = np.tanh(np.cumsum(g.normal(size=(episodes, steps, 2)), axis=1) * 0.5)
+    moved = g.random((episodes, steps)) >= blocked
+    start = g.uniform(4, size - 4, (episodes, 1, 2))
+    pos = np.concatenate([start, start + np.cumsum(actions * moved[..., None], axis=1)], axis=1)
+    pos = np.clip(pos, 1, size - 2)
+    return blob_frames(pos, actions, moved, size)
 
 
 def test_the_pixel_inverse_model_reads_moves_and_knows_when_it_cannot(restore_threads):
@@ -389,16 +396,7 @@ def long_blocks_toy(episodes: int, seed: int, size: int = 16, steps: int = 14):
     moved[:, 3:11] = False
     start = g.uniform(6, size - 6, (episodes, 1, 2))
     pos = np.concatenate([start, start + np.cumsum(actions * moved[..., None], axis=1)], axis=1)
-    grid = np.arange(size) + 0.5
-    d2 = (grid[None, None, None, :] - pos[..., 0, None, None]) ** 2 + \
-        (grid[None, None, :, None] - pos[..., 1, None, None]) ** 2
-    obs = (255 * np.exp(-d2 / (2 * 1.2**2))).round().astype(np.uint8).reshape(-1, 1, size, size)
-    offsets = np.arange(episodes + 1) * (steps + 1)
-    padded = np.concatenate([actions, np.zeros((episodes, 1, 2))], axis=1).reshape(-1, 2)
-    moved = np.concatenate([moved, np.zeros((episodes, 1), bool)], axis=1).reshape(-1)
-    frames, si, ti = context_index(offsets, context=0)
-    enc = Encoded(torch.zeros(len(obs), 0), torch.zeros(len(obs), 0), frames, si, ti, torch.from_numpy(obs))
-    return enc, torch.tensor(padded, dtype=torch.float32), offsets, moved
+    return blob_frames(pos, actions, moved, size)
 
 
 def test_the_sequence_head_reads_a_long_blocked_run_from_its_ends(restore_threads):

@@ -244,6 +244,19 @@ def read_rows(model: InverseModel, enc: Encoded, rows: np.ndarray, device: torch
     return Reading(*(torch.cat([part[k] for part in parts]).cpu() for k in range(3)))
 
 
+def adamw_steps(params: list[torch.nn.Parameter], steps: int, cfg: LabelConfig, step_loss: Callable[[], torch.Tensor],
+                desc: str, progress: bool) -> None:
+    """``steps`` AdamW steps (``cfg.lr``, ``cfg.weight_decay``, cosine schedule) on the loss ``step_loss`` draws."""
+    opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    for _ in tqdm(range(steps), desc=desc, unit="step", disable=not progress):
+        loss = step_loss()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+
+
 def fit(enc: Encoded, actions: torch.Tensor, offsets: np.ndarray, cfg: LabelConfig, device: torch.device,
         progress: bool, model: InverseModel | None = None) -> tuple[InverseModel, dict]:
     """Fit ``Inv`` (a new one, or the trainable part of ``model``) on the labelled transitions of the training
@@ -255,16 +268,12 @@ def fit(enc: Encoded, actions: torch.Tensor, offsets: np.ndarray, cfg: LabelConf
     torch.manual_seed(cfg.seed)
     model = (model or make_model(enc, actions.shape[1], cfg)).to(device)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.steps)
     g = torch.Generator().manual_seed(cfg.seed)
-    for _ in tqdm(range(cfg.steps), desc="inverse model", unit="step", disable=not progress):
+
+    def step_loss() -> torch.Tensor:
         pick = rows["train"][torch.randint(len(rows["train"]), (cfg.batch_size,), generator=g).numpy()]
-        loss = inverse_loss(predict(model, enc, pick, device), actions[enc.frames[pick]].to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+        return inverse_loss(predict(model, enc, pick, device), actions[enc.frames[pick]].to(device))
+    adamw_steps(trainable, cfg.steps, cfg, step_loss, "inverse model", progress)
     model.eval()
     report = {}
     for name, r in rows.items():
@@ -371,17 +380,14 @@ def fit_sequence(points: torch.Tensor, actions: torch.Tensor, offsets: np.ndarra
     torch.manual_seed(cfg.seed)
     model = SequenceInverse(conv, cfg.keypoints, actions.shape[1], cfg.hidden, cfg.bins, cfg.joint,
                             cfg.positions).to(device)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, cfg.head_steps)
     g = np.random.default_rng(cfg.seed)
-    for _ in tqdm(range(cfg.head_steps), desc="sequence head", unit="step", disable=not progress):
+
+    def step_loss() -> torch.Tensor:
         eps = g.choice(train_eps, max(1, cfg.batch_size // cfg.crop))
         idx = episode_frames(offsets, eps, g.integers(0, offsets[eps + 1] - offsets[eps] - window + 1), window)
-        loss = inverse_loss(model(points[idx].to(device)), actions[idx[:, :-1]].flatten(0, 1).to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+        return inverse_loss(model(points[idx].to(device)), actions[idx[:, :-1]].flatten(0, 1).to(device))
+    adamw_steps([p for p in model.parameters() if p.requires_grad], cfg.head_steps, cfg, step_loss, "sequence head",
+                progress)
     model.eval()
     report = {}
     for name, eps in (("train", train_eps), ("val", val_eps)):
