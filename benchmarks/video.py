@@ -87,14 +87,16 @@ def main() -> None:
         return r["success_rate"]
 
     video = work / "video"
-    if args.add and Path(args.out).exists():
-        doc["curve"] = [r for r in json.loads(Path(args.out).read_text())["curve"] if r["fraction"] not in args.fractions]
+    if args.add and Path(args.out).exists():  # rows of earlier runs keep the command that made them
+        old = json.loads(Path(args.out).read_text())
+        doc["curve"] = [{"command": old.get("command"), **r} for r in old["curve"] if r["fraction"] not in args.fractions]
     doc.update(pretrain_part(args, video, data))
     save()
     for fraction in args.fractions:
         row = fraction_row(args, work, data, video, episodes, fraction, success)
         print(json.dumps(row), flush=True)
-        doc["curve"] = sorted([*doc["curve"], {**row, "git_rev": doc["git_rev"]}], key=lambda r: r["fraction"])
+        doc["curve"] = sorted([*doc["curve"], {**row, "git_rev": doc["git_rev"], "command": doc["command"]}],
+                              key=lambda r: r["fraction"])
         by = {r["fraction"]: r for r in doc["curve"]}
         if 0.02 in by:
             doc["success_video_2pct"], doc["success_scratch_2pct"] = by[0.02]["success_video"], by[0.02]["success_scratch"]
@@ -138,6 +140,10 @@ def fraction_row(args, work: Path, data: Path, video: Path, episodes: int, fract
         scratch = Path(args.full_run)
     else:  # first: with --label judge=scratch it judges the labels
         scratch_seconds = train(ENV, scratch, cfg, data=labelled_data, progress=True).get("train_seconds")
+    if args.method == "label" and n >= episodes:  # every episode has its actions: nothing to label
+        return {"fraction": fraction, "labelled_episodes": n, "method": args.method, "success_video": None,
+                "video_run": None, "scratch_seconds": scratch_seconds, "success_scratch": success(scratch),
+                "scratch_run": str(scratch)}
     if args.method == "label":  # every frame labelled by the inverse model, then the default training on them
         pseudo, post = work / f"pseudo_{n}.h5", work / f"label_{n}"
         if not pseudo.exists():
