@@ -45,6 +45,9 @@ def main() -> None:
     p.add_argument("--label", nargs="*", default=[], metavar="key=value",
                    help="overrides of LabelConfig; judge=scratch: the run trained from scratch on the same labelled "
                         "episodes judges the drawn labels (bins=, max_std=)")
+    p.add_argument("--label-init", action="store_true",
+                   help="with --method label: the training on the labels starts from the pretrained weights "
+                        "(`amia train init=RUN`): pretrained on the frames, post-trained with the labels")
     p.add_argument("--maze", action="store_true",
                    help="run the H-JEPA from video on Maze-v0 instead (level 1 from frame-pretrained weights, level 2 "
                         "with latent abstract actions, hierarchical Mode-2 with configs/maze_eval.yaml) into "
@@ -75,7 +78,7 @@ def main() -> None:
     doc = {"benchmark": "video", "command": " ".join(["benchmarks/video.py", *sys.argv[1:]]), "env": ENV,
            "data": str(data), "episodes": args.episodes, "seed": args.seed, "git_rev": git_revision(),
            "machine": machine(), "planner": args.planner, "method": args.method, "label_config": args.label,
-           "curve": [], **maze_fields(Path(args.maze_out))}
+           "label_init": args.label_init, "curve": [], **maze_fields(Path(args.maze_out))}
 
     def save() -> None:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -113,7 +116,7 @@ def pretrain_part(args, video: Path, data: Path) -> dict:
     from amia.infra.config import apply_overrides
     from amia.training.world_model import PretrainConfig, train
 
-    if args.method == "label" and "reads=pixels" in args.label:
+    if args.method == "label" and "reads=pixels" in args.label and not args.label_init:
         return {"pretrain": None}
     pre = train(None, video, apply_overrides(PretrainConfig(threads=args.threads), args.pretrain), data=str(data),
                 progress=True)
@@ -145,13 +148,14 @@ def fraction_row(args, work: Path, data: Path, video: Path, episodes: int, fract
                 "video_run": None, "scratch_seconds": scratch_seconds, "success_scratch": success(scratch),
                 "scratch_run": str(scratch)}
     if args.method == "label":  # every frame labelled by the inverse model, then the default training on them
-        pseudo, post = work / f"pseudo_{n}.h5", work / f"label_{n}"
+        pseudo, post = work / f"pseudo_{n}.h5", work / (f"label_init_{n}" if args.label_init else f"label_{n}")
         if not pseudo.exists():
             reader = None if "reads=pixels" in args.label else video
             overrides = [f"judge={scratch}" if o == "judge=scratch" else o for o in args.label]
             label_frames(reader, labelled_data, pseudo, frames=data,
                          cfg=apply_overrides(LabelConfig(threads=args.threads), overrides), progress=True)
-        metrics = train(ENV, post, cfg, data=str(pseudo), progress=True)
+        metrics = train(ENV, post, apply_overrides(cfg, [f"init={video}"]) if args.label_init else cfg, data=str(pseudo),
+                        progress=True)
         metrics["label"] = read_info(pseudo).meta["labelled_by"]
     elif args.method == "init":  # the default training on the labelled episodes, started from the pretrained weights
         post = work / f"init_{n}"
