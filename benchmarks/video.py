@@ -48,6 +48,9 @@ def main() -> None:
     p.add_argument("--label-init", action="store_true",
                    help="with --method label: the training on the labels starts from the pretrained weights "
                         "(`amia train init=RUN`): pretrained on the frames, post-trained with the labels")
+    p.add_argument("--train", nargs="*", default=[], metavar="key=value",
+                   help="overrides of the TrainConfig of the run trained on the labels or from the pretrained weights "
+                        "(not of the run from scratch); they name its directory, e.g. label_init_20_steps3000")
     p.add_argument("--maze", action="store_true",
                    help="run the H-JEPA from video on Maze-v0 instead (level 1 from frame-pretrained weights, level 2 "
                         "with latent abstract actions, hierarchical Mode-2 with configs/maze_eval.yaml) into "
@@ -78,7 +81,8 @@ def main() -> None:
     doc = {"benchmark": "video", "command": " ".join(["benchmarks/video.py", *sys.argv[1:]]), "env": ENV,
            "data": str(data), "episodes": args.episodes, "seed": args.seed, "git_rev": git_revision(),
            "machine": machine(), "planner": args.planner, "method": args.method, "label_config": args.label,
-           "label_init": args.label_init, "curve": [], **maze_fields(Path(args.maze_out))}
+           "label_init": args.label_init, "train_overrides": args.train,
+           "curve": [], **maze_fields(Path(args.maze_out))}
 
     def save() -> None:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -133,6 +137,7 @@ def fraction_row(args, work: Path, data: Path, video: Path, episodes: int, fract
     from amia.training.world_model import default_config, train
 
     n = max(2, round(fraction * episodes))
+    tag = "".join("_" + o.replace("=", "") for o in args.train)
     labelled = work / f"labelled_{n}.h5"
     if not labelled.exists():
         take_episodes(data, labelled, n)
@@ -148,18 +153,18 @@ def fraction_row(args, work: Path, data: Path, video: Path, episodes: int, fract
                 "video_run": None, "scratch_seconds": scratch_seconds, "success_scratch": success(scratch),
                 "scratch_run": str(scratch)}
     if args.method == "label":  # every frame labelled by the inverse model, then the default training on them
-        pseudo, post = work / f"pseudo_{n}.h5", work / (f"label_init_{n}" if args.label_init else f"label_{n}")
+        pseudo, post = work / f"pseudo_{n}.h5", work / (f"label_init_{n}{tag}" if args.label_init else f"label_{n}{tag}")
         if not pseudo.exists():
             reader = None if "reads=pixels" in args.label else video
             overrides = [f"judge={scratch}" if o == "judge=scratch" else o for o in args.label]
             label_frames(reader, labelled_data, pseudo, frames=data,
                          cfg=apply_overrides(LabelConfig(threads=args.threads), overrides), progress=True)
-        metrics = train(ENV, post, apply_overrides(cfg, [f"init={video}"]) if args.label_init else cfg, data=str(pseudo),
-                        progress=True)
+        init = [f"init={video}"] if args.label_init else []
+        metrics = train(ENV, post, apply_overrides(cfg, [*init, *args.train]), data=str(pseudo), progress=True)
         metrics["label"] = read_info(pseudo).meta["labelled_by"]
     elif args.method == "init":  # the default training on the labelled episodes, started from the pretrained weights
-        post = work / f"init_{n}"
-        metrics = train(ENV, post, apply_overrides(cfg, [f"init={video}"]), data=labelled_data, progress=True)
+        post = work / f"init_{n}{tag}"
+        metrics = train(ENV, post, apply_overrides(cfg, [f"init={video}", *args.train]), data=labelled_data, progress=True)
     else:  # the action map (amia posttrain) on the frozen pretrained model
         post = work / f"post_{n}"
         metrics = posttrain(video, labelled, post, apply_overrides(PosttrainConfig(threads=args.threads),
